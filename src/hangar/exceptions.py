@@ -1,0 +1,97 @@
+"""Every error hangar raises, in one place.
+
+The tree, with the built-in each class also is, so that code which already
+catches the built-in keeps working::
+
+    HangarError (Exception)
+    ├── ObjectNotFoundError (FileNotFoundError)   a key that is not in the store
+    ├── AlreadyExistsError (FileExistsError)      put_if_absent on a key that exists
+    ├── VersionConflictError                      replace_if_version lost: object changed/gone
+    ├── InvalidKeyError (ValueError)              a key or name that may not become a path
+    ├── InvalidStoreURLError (ValueError)         a location open_store cannot resolve
+    └── StoreCapabilityError (NotImplementedError) a backend cannot do what was asked
+
+``VersionConflictError`` subclasses ``HangarError`` only: a lost compare-and-swap
+is an expected outcome that callers retry, not an OS error.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExistsError",
+    "HangarError",
+    "InvalidKeyError",
+    "InvalidStoreURLError",
+    "ObjectNotFoundError",
+    "StoreCapabilityError",
+    "VersionConflictError",
+]
+
+
+class HangarError(Exception):
+    """Base class of every error raised by hangar."""
+
+
+class ObjectNotFoundError(HangarError, FileNotFoundError):
+    """The key names no object in the store.
+
+    Parameters
+    ----------
+    key
+        The store key that was looked up.
+    """
+
+    def __init__(self, key: str, detail: str = "") -> None:
+        self.key = key
+        msg = f"no object at key {key!r}"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+
+    def __str__(self) -> str:  # FileNotFoundError would format errno/filename
+        return str(self.args[0])
+
+
+class AlreadyExistsError(HangarError, FileExistsError):
+    """``put_if_absent`` found the key already taken by another writer."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"an object already exists at key {key!r}; it was created by another "
+            "writer (read it, or choose another key)"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class VersionConflictError(HangarError):
+    """``replace_if_version`` lost: the object is no longer at the expected version.
+
+    Attributes
+    ----------
+    key
+        The store key.
+    expected
+        The version token the caller expected.
+    """
+
+    def __init__(self, key: str, expected: object, detail: str = "") -> None:
+        self.key = key
+        self.expected = expected
+        msg = (
+            f"the object at key {key!r} is no longer at version {expected!s}; "
+            "another writer changed or deleted it (read it again and retry)"
+        )
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+class InvalidKeyError(HangarError, ValueError):
+    """A key or name that may not become part of an object path."""
+
+
+class InvalidStoreURLError(HangarError, ValueError):
+    """``open_store`` was given a location it cannot resolve to a store."""
+
+
+class StoreCapabilityError(HangarError, NotImplementedError):
+    """The backend cannot perform the requested operation."""
