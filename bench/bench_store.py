@@ -79,41 +79,54 @@ def bench_backend(name: str, store: Store, fs: Any, root: str, n_small: int, n_b
                   raw_cas: Callable[[str, bytes, Any], Any] | None,
                   raw_version: Callable[[str], Any] | None) -> Iterator[Row]:  # fmt: skip
     for size_name, size in SIZES.items():
-        run = f"{uuid.uuid4().hex[:8]}-{size_name}"
         n = n_small if size < 2**20 else n_big
-        data = os.urandom(size)
-        store.put(f"{run}/obj", data)
+        yield from bench_size(name, store, fs, root, size_name, n, raw_cas, raw_version)
 
-        def raw_path(k: str) -> str:
-            return f"{root}/{run}/{k}"
 
-        yield Row(name, "get", size_name,
-                  *interleave(lambda i: store.get(f"{run}/obj"),
-                              lambda i: fs.cat_file(raw_path("obj")), n))  # fmt: skip
-        yield Row(name, "get_range", size_name,
-                  *interleave(lambda i: store.get_range(f"{run}/obj", 500, 600),
-                              lambda i: fs.cat_file(raw_path("obj"), start=500, end=600), n))  # fmt: skip
-        yield Row(name, "put", size_name,
-                  *interleave(lambda i: store.put(f"{run}/put/{i}", data),
-                              lambda i: fs.pipe_file(raw_path(f"rawput/{i}"), data), n))  # fmt: skip
-        yield Row(name, "put_if_absent", size_name,
-                  *interleave(lambda i: store.put_if_absent(f"{run}/pia/{i}", data),
-                              lambda i: fs.pipe_file(raw_path(f"rawpia/{i}"), data, mode="create"),
-                              n))  # fmt: skip
-        state: dict[str, Any] = {"v": store.put_if_absent(f"{run}/cas", data)}
+def bench_size(name: str, store: Store, fs: Any, root: str, size_name: str, n: int,
+               raw_cas: Callable[[str, bytes, Any], Any] | None,
+               raw_version: Callable[[str], Any] | None) -> Iterator[Row]:  # fmt: skip
+    run = f"{uuid.uuid4().hex[:8]}-{size_name}"
+    data = os.urandom(SIZES[size_name])
+    store.put(f"{run}/obj", data)
 
-        def ours(i: int) -> None:
-            state["v"] = store.replace_if_version(f"{run}/cas", data[:-8] + i.to_bytes(8), state["v"])
+    def raw_path(k: str) -> str:
+        return f"{root}/{run}/{k}"
 
-        raw_fn = None
-        if raw_cas is not None and raw_version is not None:
-            fs.pipe_file(raw_path("rawcas"), data)
-            state["raw"] = raw_version(raw_path("rawcas"))
+    def pair(op: str, ours: Callable[[int], Any], raw: Callable[[int], Any] | None) -> Row:
+        return Row(name, op, size_name, *interleave(ours, raw, n))
 
-            def raw_fn(i: int) -> None:
-                state["raw"] = raw_cas(raw_path("rawcas"), data[:-8] + i.to_bytes(8), state["raw"])
+    yield pair("get", lambda i: store.get(f"{run}/obj"), lambda i: fs.cat_file(raw_path("obj")))
+    yield pair(
+        "get_range",
+        lambda i: store.get_range(f"{run}/obj", 500, 600),
+        lambda i: fs.cat_file(raw_path("obj"), start=500, end=600),
+    )
+    yield pair(
+        "put",
+        lambda i: store.put(f"{run}/put/{i}", data),
+        lambda i: fs.pipe_file(raw_path(f"rawput/{i}"), data),
+    )
+    yield pair(
+        "put_if_absent",
+        lambda i: store.put_if_absent(f"{run}/pia/{i}", data),
+        lambda i: fs.pipe_file(raw_path(f"rawpia/{i}"), data, mode="create"),
+    )
+    state: dict[str, Any] = {"v": store.put_if_absent(f"{run}/cas", data)}
 
-        yield Row(name, "replace_if_version", size_name, *interleave(ours, raw_fn, n))
+    def ours(i: int) -> None:
+        body = data[:-8] + i.to_bytes(8)
+        state["v"] = store.replace_if_version(f"{run}/cas", body, state["v"])
+
+    raw_fn = None
+    if raw_cas is not None and raw_version is not None:
+        fs.pipe_file(raw_path("rawcas"), data)
+        state["raw"] = raw_version(raw_path("rawcas"))
+
+        def raw_fn(i: int) -> None:
+            state["raw"] = raw_cas(raw_path("rawcas"), data[:-8] + i.to_bytes(8), state["raw"])
+
+    yield pair("replace_if_version", ours, raw_fn)
 
 
 @contextlib.contextmanager
@@ -122,7 +135,8 @@ def backends(which: set[str]) -> Iterator[list[tuple[str, Store, Any, str, Any, 
     with contextlib.ExitStack() as stack:
         if "local" in which:
             tmp = stack.enter_context(tempfile.TemporaryDirectory())
-            out.append(("local", open_store(tmp), fsspec.filesystem("file", auto_mkdir=True), tmp, None, None))
+            local_fs = fsspec.filesystem("file", auto_mkdir=True)
+            out.append(("local", open_store(tmp), local_fs, tmp, None, None))
         if "memory" in which:
             out.append(("memory", open_store("memory://bench"), fsspec.filesystem("memory"),
                         "/bench", None, None))  # fmt: skip

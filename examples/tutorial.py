@@ -40,7 +40,8 @@ def main(path: str) -> None:
         store.delete(ref)
     version = store.put_if_absent(ref, json.dumps({"commit": digests[0]}).encode())
     print(f"created {ref} at version {version}")
-    new_version = store.replace_if_version(ref, json.dumps({"commit": digests[1]}).encode(), version)
+    moved = json.dumps({"commit": digests[1]}).encode()
+    new_version = store.replace_if_version(ref, moved, version)
     print(f"moved {ref} to version {new_version}")
 
     # 3. a writer that read the old version loses, and is told so

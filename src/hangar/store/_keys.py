@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from hangar.exceptions import InvalidKeyError
 
 MAX_KEY_BYTES = 1024
 #: A reserved first segment: local disk keeps its temporary files there.
 RESERVED_SEGMENT = ".hangar-tmp"
+RESERVED_PREFIX = RESERVED_SEGMENT + "/"
+# control characters, DEL, the backslash, and lone surrogates (not encodable as UTF-8)
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f\\\\\ud800-\udfff]")
 
 
 def validate_key(key: object) -> str:
@@ -24,8 +29,29 @@ def validate_key(key: object) -> str:
     InvalidKeyError
         (a ``ValueError``) naming the key and the rule it broke.
     """
-    if not isinstance(key, str):
-        raise InvalidKeyError(f"a store key must be a str, not {type(key).__name__}: {key!r}")
+    if type(key) is not str:
+        if not isinstance(key, str):
+            raise InvalidKeyError(f"a store key must be a str, not {type(key).__name__}: {key!r}")
+        key = str(key)
+    # fast path: one regex search and a few substring tests (keys are validated on every call)
+    if (
+        key
+        and len(key) <= MAX_KEY_BYTES // 4
+        and _BAD_CHARS.search(key) is None
+        and key[0] != "/"
+        and key[-1] != "/"
+        and "//" not in key
+        and "/./" not in f"/{key}/"
+        and "/../" not in f"/{key}/"
+        and not key.startswith(RESERVED_PREFIX)
+        and key != RESERVED_SEGMENT
+    ):
+        return key
+    return _explain(key)
+
+
+def _explain(key: str) -> str:
+    """The slow path: find the rule ``key`` breaks and raise, or accept a long valid key."""
     if not key:
         raise InvalidKeyError("a store key may not be empty")
     try:
@@ -40,7 +66,7 @@ def validate_key(key: object) -> str:
         raise InvalidKeyError(f"store key {key!r} may not start with '/': keys are relative")
     if "\\" in key:
         raise InvalidKeyError(f"store key {key!r} may not contain a backslash")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+    if _BAD_CHARS.search(key):
         raise InvalidKeyError(f"store key {key!r} may not contain control characters")
     segments = key.split("/")
     for seg in segments:

@@ -57,10 +57,8 @@ class S3Store(RemoteStore):
     def _make_fs(self, options: dict[str, Any]) -> Any:
         return s3fs.S3FileSystem(**options)
 
-    def _translate_missing(self, key: str, exc: BaseException) -> BaseException:
-        if isinstance(exc, FileNotFoundError) or _error_code(exc) in {"NoSuchKey", "404"}:
-            return self._not_found(key)
-        return exc
+    def _is_missing(self, exc: BaseException) -> bool:
+        return isinstance(exc, FileNotFoundError) or _error_code(exc) in {"NoSuchKey", "404"}
 
     # --------------------------------------------------------------- reads
     # one GetObject each (s3fs's cat_file sends a HEAD first for whole objects)
@@ -70,7 +68,9 @@ class S3Store(RemoteStore):
                 "get_object", Bucket=self.bucket, Key=self._key(key), **extra
             )
         except Exception as exc:
-            raise self._translate_missing(key, exc) from exc
+            if self._is_missing(exc):
+                raise self._not_found(key) from exc
+            raise
         body = resp["Body"]
         try:
             data = await body.read()
@@ -112,14 +112,16 @@ class S3Store(RemoteStore):
         except Exception as exc:
             if _is_conflict(exc):
                 raise PreconditionFailedError(str(exc)) from exc
-            raise self._translate_missing(key, exc) from exc
+            if self._is_missing(exc):
+                raise self._not_found(key) from exc
+            raise
         return Version(resp["ETag"])
 
     async def _a_written_by(self, key: str) -> tuple[str | None, Version] | None:
         try:
             head = await self._fs._call_s3("head_object", Bucket=self.bucket, Key=self._key(key))
         except Exception as exc:
-            if isinstance(self._translate_missing(key, exc), FileNotFoundError):
+            if self._is_missing(exc):
                 return None
             raise
         return head.get("Metadata", {}).get(WRITE_ID), Version(head["ETag"])

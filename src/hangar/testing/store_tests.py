@@ -55,6 +55,8 @@ BAD_KEYS: list[tuple[str, str]] = [
     ("x" * 1025, "too long"),
     ("é" * 513, "too long in UTF-8"),
     (".hangar-tmp/x", "reserved"),
+    (".hangar-tmp", "reserved"),
+    ("a\ud800b", "lone surrogate"),
 ]
 
 
