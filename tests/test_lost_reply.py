@@ -69,3 +69,15 @@ def test_lost_create_that_lost_the_race_is_a_conflict(
     with pytest.raises(AlreadyExistsError):
         store.put_if_absent("taken.json", b"second")
     assert store.get("taken.json") == b"first"
+
+
+def test_plain_put_with_lost_reply_keeps_the_data(
+    proxied: tuple[Store, LostReplyProxy, str],
+) -> None:
+    """A retried unconditional put must not replace the object with a broken body."""
+    store, proxy, method = proxied
+    data = bytes(range(256)) * 64
+    proxy.arm(method)
+    store.put("chunks/ab/abcdef", data)
+    assert proxy.dropped == 1
+    assert store.get("chunks/ab/abcdef") == data
