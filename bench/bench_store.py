@@ -54,24 +54,19 @@ class Row:
         return f"{self.backend:10} {self.op:19} {self.size:4} {hs} {r * 1e6:10.0f} {over:+8.1f}%"
 
 
-def timeit(fn: Callable[[int], Any], n: int) -> list[float]:
-    out = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(i)
-        out.append(time.perf_counter() - t)
-    return out
-
-
 def interleave(a: Callable[[int], Any], b: Callable[[int], Any] | None, n: int, reps: int = 3
                ) -> tuple[list[float], list[float] | None]:  # fmt: skip
-    """Run a and b in alternating batches; keep every sample."""
+    """Time ``a`` and ``b`` alternately, one call each in turn, so drift hits both alike."""
     ta: list[float] = []
     tb: list[float] | None = [] if b is not None else None
-    for r in range(reps):
-        ta += timeit(lambda i, r=r: a(r * n + i), n)
+    for i in range(n * reps):
+        t = time.perf_counter()
+        a(i)
+        ta.append(time.perf_counter() - t)
         if b is not None and tb is not None:
-            tb += timeit(lambda i, r=r: b(r * n + i), n)
+            t = time.perf_counter()
+            b(i)
+            tb.append(time.perf_counter() - t)
     return ta, tb
 
 
@@ -170,7 +165,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", default="local,memory,seaweedfs,moto,gcs")
     ap.add_argument("-n", type=int, default=60, help="samples per batch for 1 KB objects")
-    ap.add_argument("--n-big", type=int, default=15, help="samples per batch for 1 MB objects")
+    ap.add_argument("--n-big", type=int, default=30, help="samples per batch for 1 MB objects")
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, fsspec {fsspec.__version__}, {os.cpu_count()} cores")
     head = (f"{'backend':10} {'op':19} {'size':4} {'hangar_us':>10} {'ops/s':>9} {'MiB/s':>9} "

@@ -31,6 +31,9 @@ from ._keys import RESERVED_SEGMENT
 __all__ = ["LocalStore"]
 
 
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 def _token(st: os.stat_result, data: Buffer) -> Version:
     digest = hashlib.blake2b(data, digest_size=8).hexdigest()
     return Version(f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}-{digest}")
@@ -61,26 +64,25 @@ class LocalStore(Store):
         return os.path.join(self.root, *key.split("/"))
 
     def _write_temp(self, data: Buffer, sync: bool) -> str:
+        tmp = os.path.join(self._tmpdir, uuid.uuid4().hex)
         try:
-            fd, tmp = self._open_temp()
+            fd = os.open(tmp, _TEMP_FLAGS, 0o644)
         except FileNotFoundError:
             os.makedirs(self._tmpdir, exist_ok=True)
-            fd, tmp = self._open_temp()
+            fd = os.open(tmp, _TEMP_FLAGS, 0o644)
         try:
-            with os.fdopen(fd, "wb", closefd=True) as f:
-                f.write(data)
-                if sync:
-                    f.flush()
-                    os.fsync(f.fileno())
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if sync:
+                os.fsync(fd)
         except BaseException:
+            os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        os.close(fd)
         return tmp
-
-    def _open_temp(self) -> tuple[int, str]:
-        tmp = os.path.join(self._tmpdir, uuid.uuid4().hex)
-        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), tmp
 
     def _ensure_parent(self, path: str) -> str:
         parent = os.path.dirname(path)
@@ -146,8 +148,11 @@ class LocalStore(Store):
         path = self._path(key)
         tmp = self._write_temp(data, self._fsync)
         try:
-            self._ensure_parent(path)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError:  # first object in its folder
+                self._ensure_parent(path)
+                os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
