@@ -9,6 +9,7 @@ catches the built-in keeps working::
     ├── VersionConflictError                      replace_if_version lost: object changed/gone
     ├── InvalidKeyError (ValueError)              a key or name that may not become a path
     ├── InvalidStoreURLError (ValueError)         a location open_store cannot resolve
+    ├── CorruptionError                           stored bytes do not match their digest
     └── StoreCapabilityError (NotImplementedError) a backend cannot do what was asked
 
 ``VersionConflictError`` subclasses ``HangarError`` only: a lost compare-and-swap
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyExistsError",
+    "CorruptionError",
     "HangarError",
     "InvalidKeyError",
     "InvalidStoreURLError",
@@ -95,3 +97,7 @@ class InvalidStoreURLError(HangarError, ValueError):
 
 class StoreCapabilityError(HangarError, NotImplementedError):
     """The backend cannot perform the requested operation."""
+
+
+class CorruptionError(HangarError):
+    """Stored bytes do not match their digest: they are never returned as data."""

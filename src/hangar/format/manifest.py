@@ -1,0 +1,181 @@
+"""Manifest segments: Parquet tables of sample key -> where its bytes are.
+
+A column's manifest is a list of segments, each a Parquet table of rows sorted
+by key, stored at ``manifests/<digest>.parquet`` (digest of the file's bytes).
+A commit lists, per column, its segments with their key ranges and row
+counts; a commit that changes a few keys rewrites only the segments whose key
+range those keys fall in and references the others (DESIGN.md, invariant 5).
+
+Keys are ``int`` (>= 0) or ``str``, and ``1`` and ``"1"`` are different keys.
+Order: every int key before every str key; ints by value, strs by code point.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hangar.exceptions import CorruptionError, InvalidKeyError
+from hangar.format.chunks import SampleLocation, digest_bytes
+
+__all__ = [
+    "SEGMENT_ROWS",
+    "Entry",
+    "Key",
+    "SegmentRef",
+    "decode_segment",
+    "encode_segment",
+    "key_order",
+    "split_rows",
+]
+
+Key = int | str
+#: rows per segment a commit aims for
+SEGMENT_ROWS = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One manifest row: a sample (or subsample) and where its bytes are."""
+
+    digest: str
+    location: SampleLocation
+    shape: tuple[int, ...] | None  # None: the column's fixed shape
+
+
+def key_order(key: Key) -> tuple[int, Any]:
+    """Sort key of a sample key: ints first, by value; then strs."""
+    return (0, key) if type(key) is int else (1, key)
+
+
+def _key_kind(key: Key) -> int:
+    return 0 if type(key) is int else 1
+
+
+def _key_value(kind: int, text: str) -> Key:
+    return int(text) if kind == 0 else text
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRef:
+    """A commit's reference to one manifest segment."""
+
+    digest: str
+    rows: int
+    first: Key
+    last: Key
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "rows": self.rows,
+            "first": [_key_kind(self.first), str(self.first)],
+            "last": [_key_kind(self.last), str(self.last)],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SegmentRef:
+        return cls(
+            d["digest"],
+            int(d["rows"]),
+            _key_value(d["first"][0], d["first"][1]),
+            _key_value(d["last"][0], d["last"][1]),
+        )
+
+
+_SCHEMA = pa.schema(
+    [
+        ("key_kind", pa.int8()),
+        ("key", pa.string()),
+        ("subkey_kind", pa.int8()),
+        ("subkey", pa.string()),
+        ("digest", pa.string()),
+        ("chunk", pa.string()),
+        ("block_offset", pa.int64()),
+        ("block_size", pa.int64()),
+        ("block_check", pa.string()),
+        ("item_offset", pa.int64()),
+        ("item_nbytes", pa.int64()),
+        ("shape", pa.list_(pa.int64())),
+    ]
+)
+
+Row = tuple[Key, Key | None, Entry]
+
+
+def encode_segment(rows: list[Row]) -> bytes:
+    """Parquet bytes of rows already sorted by (key, subkey)."""
+    cols: dict[str, list[Any]] = {name: [] for name in _SCHEMA.names}
+    for key, subkey, e in rows:
+        loc = e.location
+        cols["key_kind"].append(_key_kind(key))
+        cols["key"].append(str(key))
+        cols["subkey_kind"].append(None if subkey is None else _key_kind(subkey))
+        cols["subkey"].append(None if subkey is None else str(subkey))
+        cols["digest"].append(e.digest)
+        cols["chunk"].append(loc.chunk)
+        cols["block_offset"].append(loc.block_offset)
+        cols["block_size"].append(loc.block_size)
+        cols["block_check"].append(loc.block_check)
+        cols["item_offset"].append(loc.item_offset)
+        cols["item_nbytes"].append(loc.item_nbytes)
+        cols["shape"].append(None if e.shape is None else list(e.shape))
+    table = pa.table(cols, schema=_SCHEMA)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", use_dictionary=True, write_statistics=False)
+    return sink.getvalue()
+
+
+def decode_segment(data: bytes, expected_digest: str | None = None) -> Iterator[Row]:
+    """Rows of a segment; raise CorruptionError if its bytes do not match the digest."""
+    if expected_digest is not None and digest_bytes(data) != expected_digest:
+        raise CorruptionError(f"manifest segment {expected_digest} does not match its digest")
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as exc:
+        raise CorruptionError(f"manifest segment {expected_digest} is not valid Parquet") from exc
+    c = {name: table.column(name).to_pylist() for name in _SCHEMA.names}
+    for i in range(table.num_rows):
+        key = _key_value(c["key_kind"][i], c["key"][i])
+        sk = c["subkey_kind"][i]
+        subkey = None if sk is None else _key_value(sk, c["subkey"][i])
+        loc = SampleLocation(
+            c["chunk"][i],
+            c["block_offset"][i],
+            c["block_size"][i],
+            c["block_check"][i],
+            c["item_offset"][i],
+            c["item_nbytes"][i],
+        )
+        shape = c["shape"][i]
+        yield key, subkey, Entry(c["digest"][i], loc, None if shape is None else tuple(shape))
+
+
+def split_rows(rows: list[Row], target: int = SEGMENT_ROWS) -> Iterable[list[Row]]:
+    """Cut sorted rows into segments of about ``target`` rows, never splitting one key."""
+    start = 0
+    n = len(rows)
+    while start < n:
+        end = min(start + target, n)
+        while end < n and rows[end][0] == rows[end - 1][0]:
+            end += 1  # keep the subsamples of one key together
+        yield rows[start:end]
+        start = end
+
+
+def check_key(key: object, what: str = "sample key") -> Key:
+    """Return a valid sample key: an int >= 0 or a non-empty str of printable ASCII."""
+    if type(key) is int:
+        if key < 0:
+            raise InvalidKeyError(f"{what} {key!r}: int keys must be >= 0")
+        return key
+    if type(key) is str:
+        if not key or not key.isascii() or not key.isprintable() or len(key) > 256:
+            raise InvalidKeyError(f"{what} {key!r}: str keys are 1-256 printable ASCII characters")
+        return key
+    raise InvalidKeyError(f"{what} {key!r}: keys are int or str, not {type(key).__name__}")

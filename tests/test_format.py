@@ -1,0 +1,196 @@
+"""The on-store format pieces: names, records, schemas, codecs, chunks, manifests, commits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hangar.exceptions import CorruptionError, InvalidKeyError, ObjectNotFoundError
+from hangar.format.chunks import ChunkPacker, SampleLocation, block_check, digest_bytes
+from hangar.format.codec import BlockCodec, codecs_from_backend_options
+from hangar.format.commits import ColumnRecord, CommitRecord, read_commit, write_commit
+from hangar.format.manifest import (
+    Entry,
+    SegmentRef,
+    check_key,
+    decode_segment,
+    encode_segment,
+    key_order,
+    split_rows,
+)
+from hangar.format.names import branch_ref, chunk_key, commit_key, validate_name
+from hangar.format.records import BranchRef, LeaseRecord, RepositoryInfo
+from hangar.format.schema import ColumnSchema, SampleError
+from hangar.store import open_store
+
+
+@pytest.mark.parametrize("bad", ["", ".hidden", "-x", "a/b", "a b", "é", "x" * 65, "a.json", 3])
+def test_names_refuse_unsafe(bad: object) -> None:
+    with pytest.raises(InvalidKeyError):
+        validate_name(bad)
+
+
+def test_object_names() -> None:
+    assert branch_ref("master") == "refs/heads/master.json"
+    assert chunk_key("ab" * 20) == f"chunks/ab/{'ab' * 20}"
+    assert commit_key("a=" + "0" * 40) == f"commits/a={'0' * 40}.json"
+    with pytest.raises(InvalidKeyError):
+        chunk_key("../../etc")
+
+
+def test_records_round_trip() -> None:
+    info = RepositoryInfo("id", "2026-01-01T00:00:00Z", "Ann", "ann@example.com")
+    assert RepositoryInfo.from_bytes(info.to_bytes()) == info
+    ref = BranchRef("a=" + "1" * 40, 7)
+    assert BranchRef.from_bytes(ref.to_bytes()) == ref
+    assert BranchRef.from_bytes(BranchRef(None).to_bytes()).commit is None
+    lease = LeaseRecord("master", "h", 1, "ann", "host", 1, "t0", "t1", 60.0)
+    assert LeaseRecord.from_bytes(lease.to_bytes()) == lease
+    with pytest.raises(InvalidKeyError):
+        BranchRef.from_bytes(b'{"commit": null, "epoch": 1, "sneaky": 1}')
+    with pytest.raises(InvalidKeyError):
+        BranchRef("not-a-commit")
+
+
+def _schema(**kw: object) -> ColumnSchema:
+    base: dict[str, object] = {
+        "column_type": "ndarray",
+        "column_layout": "flat",
+        "dtype": "uint8",
+        "shape": (4, 4),
+        "variable_shape": False,
+    }
+    base.update(kw)
+    return ColumnSchema(**base)  # type: ignore[arg-type]
+
+
+def test_schema_validates_samples() -> None:
+    s = _schema()
+    a = np.zeros((4, 4), np.uint8)
+    assert s.coerce(a, "col") is a
+    with pytest.raises(SampleError, match="expected dtype uint8, got float64"):
+        s.coerce(np.zeros((4, 4)), "col 'x' key 1")
+    with pytest.raises(SampleError, match=r"expected shape \(4, 4\), got \(4, 5\)"):
+        s.coerce(np.zeros((4, 5), np.uint8), "col")
+    with pytest.raises(SampleError, match=r"numpy\.ndarray"):
+        s.coerce([1, 2], "col")
+    v = _schema(variable_shape=True)
+    assert v.coerce(np.zeros((2, 3), np.uint8), "c").shape == (2, 3)
+    with pytest.raises(SampleError, match="exceeds max shape"):
+        v.coerce(np.zeros((5, 1), np.uint8), "c")
+    with pytest.raises(SampleError, match="rank"):
+        v.coerce(np.zeros(3, np.uint8), "c")
+    assert s.coerce(np.zeros((4, 4), np.uint8).T, "c").flags.c_contiguous
+    st = ColumnSchema("str", "flat", "str", None, True)
+    assert st.coerce("héllo", "c").tobytes() == "héllo".encode()
+    with pytest.raises(SampleError):
+        st.coerce(b"bytes", "c")
+    assert ColumnSchema.from_dict(s.to_dict()) == s
+    assert s.schema_type == "fixed_shape"
+    assert len(s.digest) == 12
+
+
+def test_schema_rejects_bad_definitions() -> None:
+    with pytest.raises(InvalidKeyError):
+        _schema(dtype="object")
+    with pytest.raises(InvalidKeyError):
+        _schema(shape=(-1,))
+    with pytest.raises(InvalidKeyError):
+        ColumnSchema("str", "flat", "str", (3,), True)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [None, {"id": "zstd", "level": 3}, {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 2},
+     {"complib": "blosc:zstd", "complevel": 5, "shuffle": "byte"}, {"complib": "gzip"},
+     {"complib": None}, [{"name": "zstd", "configuration": {"level": 1}}]],
+)  # fmt: skip
+def test_codecs_round_trip(options: object) -> None:
+    dt = np.dtype("float32")
+    meta = codecs_from_backend_options(options, dt)  # type: ignore[arg-type]
+    assert meta[0]["name"] == "bytes"
+    codec = BlockCodec.from_metadata(meta, dt)
+    block = np.arange(1000, dtype=dt)
+    assert np.array_equal(codec.decode(codec.encode(block)), block)
+
+
+def test_codecs_refuse_unknown() -> None:
+    with pytest.raises(InvalidKeyError):
+        codecs_from_backend_options({"id": "lzma-custom"}, np.dtype("u1"))
+    with pytest.raises(InvalidKeyError):
+        codecs_from_backend_options("fast", np.dtype("u1"))  # type: ignore[arg-type]
+
+
+def test_packer_places_every_sample_for_one_ranged_read() -> None:
+    store = open_store("memory://packer-test")
+    dt = np.dtype("uint8")
+    codec = BlockCodec.from_metadata(codecs_from_backend_options(None, dt), dt)
+    chunks: dict[str, bytes] = {}
+
+    def keep(digest: str, data: bytes) -> None:
+        chunks[digest] = data
+        store.put(chunk_key(digest), data)
+
+    packer = ChunkPacker(codec.encode, dt, block_bytes=1000, chunk_bytes=10_000, store_chunk=keep)
+    rng = np.random.default_rng(0)
+    samples = {i: rng.integers(0, 255, size=rng.integers(1, 300), dtype=np.uint8)
+               for i in range(200)}  # fmt: skip
+    for i, a in samples.items():
+        packer.add(i, a)
+    packer.seal()
+    placed = dict(packer.take_sealed())
+    assert set(placed) == set(samples)
+    assert len(chunks) > 1  # the chunk size bound sealed several chunks
+    for digest, data in chunks.items():
+        assert digest_bytes(data) == digest
+    for i, loc in placed.items():
+        assert isinstance(loc, SampleLocation)
+        raw = store.get_range(chunk_key(loc.chunk), loc.block_offset,
+                              loc.block_offset + loc.block_size)  # fmt: skip
+        assert block_check(raw) == loc.block_check
+        block = codec.decode(raw)
+        got = block[loc.item_offset : loc.item_offset + loc.item_nbytes]
+        assert np.array_equal(got, samples[i])
+
+
+def test_keys_and_order() -> None:
+    assert check_key(0) == 0
+    assert check_key("a-b_c.1") == "a-b_c.1"
+    for bad in (-1, "", "é", "a\n", 1.5, b"x", None, True):
+        with pytest.raises(InvalidKeyError):
+            check_key(bad)
+    keys: list[int | str] = ["b", 10, "a", 2, "10", 1]
+    assert sorted(keys, key=key_order) == [1, 2, 10, "10", "a", "b"]
+
+
+def test_manifest_segments_round_trip() -> None:
+    loc = SampleLocation("c" * 40, 0, 10, "f" * 16, 4, 8)
+    rows = [(k, sk, Entry("d" * 40, loc, (2,) if k == "s" else None))
+            for k, sk in [(1, None), (2, None), ("1", None), ("s", "x"), ("s", 3)]]  # fmt: skip
+    data = encode_segment(rows)
+    assert list(decode_segment(data, digest_bytes(data))) == rows
+    with pytest.raises(CorruptionError):
+        list(decode_segment(data + b"x", digest_bytes(data)))
+    segs = list(split_rows(rows, target=3))
+    assert [len(s) for s in segs] == [3, 2]
+    ref = SegmentRef(digest_bytes(data), 5, 1, "s")
+    assert SegmentRef.from_dict(ref.to_dict()) == ref
+    assert SegmentRef.from_dict(SegmentRef("d" * 40, 1, "1", 1).to_dict()).first == "1"
+
+
+def test_commit_records_are_verified() -> None:
+    store = open_store("memory://commit-test")
+    column = ColumnRecord(_schema(), (SegmentRef("d" * 40, 1, 0, 0),), 1)
+    rec = CommitRecord((), "Ann", "ann@example.com", "2026-01-01T00:00:00Z", "first", {"c": column})
+    cid = write_commit(store, rec)
+    assert cid.startswith("a=")
+    assert len(cid) == 42
+    assert read_commit(store, cid) == rec
+    assert write_commit(store, rec) == cid  # deterministic
+    store.put(commit_key(cid), rec.to_bytes().replace(b"first", b"fIrst"))
+    with pytest.raises(CorruptionError):
+        read_commit(store, cid)
+    with pytest.raises(ObjectNotFoundError):
+        read_commit(store, "a=" + "9" * 40)
+    with pytest.raises(InvalidKeyError):
+        CommitRecord((), "a", "b", "t", "")
