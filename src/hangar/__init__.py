@@ -12,6 +12,7 @@ from .exceptions import (
     StoreCapabilityError,
     VersionConflictError,
 )
+from .repository import Repository
 from .store import open_store
 
 __version__ = "0.1.0.dev0"
@@ -22,6 +23,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidStoreURLError",
     "ObjectNotFoundError",
+    "Repository",
     "StoreCapabilityError",
     "VersionConflictError",
     "__version__",

@@ -9,8 +9,13 @@ catches the built-in keeps working::
     ├── VersionConflictError                      replace_if_version lost: object changed/gone
     ├── InvalidKeyError (ValueError)              a key or name that may not become a path
     ├── InvalidStoreURLError (ValueError)         a location open_store cannot resolve
+    ├── StoreCapabilityError (NotImplementedError) a backend cannot do what was asked
     ├── CorruptionError                           stored bytes do not match their digest
-    └── StoreCapabilityError (NotImplementedError) a backend cannot do what was asked
+    ├── LockHeldError (PermissionError)           another writer holds the branch's lease
+    ├── LeaseLostError (PermissionError)          this writer's lease expired or was taken
+    ├── ReadOnlyError (PermissionError)           a write through a read-only checkout
+    ├── RepositoryNotFoundError (FileNotFoundError) no repository at the location yet
+    └── SampleKeyError (KeyError)                 no such sample, subsample or column
 
 ``VersionConflictError`` subclasses ``HangarError`` only: a lost compare-and-swap
 is an expected outcome that callers retry, not an OS error.
@@ -24,7 +29,12 @@ __all__ = [
     "HangarError",
     "InvalidKeyError",
     "InvalidStoreURLError",
+    "LeaseLostError",
+    "LockHeldError",
     "ObjectNotFoundError",
+    "ReadOnlyError",
+    "RepositoryNotFoundError",
+    "SampleKeyError",
     "StoreCapabilityError",
     "VersionConflictError",
 ]
@@ -101,3 +111,29 @@ class StoreCapabilityError(HangarError, NotImplementedError):
 
 class CorruptionError(HangarError):
     """Stored bytes do not match their digest: they are never returned as data."""
+
+
+class LockHeldError(HangarError, PermissionError):
+    """Another writer holds the lease of the branch."""
+
+
+class LeaseLostError(HangarError, PermissionError):
+    """This writer's lease expired, was force-released or taken over: it may not write."""
+
+
+class ReadOnlyError(HangarError, PermissionError):
+    """A write was attempted through a read-only checkout or column."""
+
+
+class RepositoryNotFoundError(HangarError, FileNotFoundError):
+    """No repository exists at the location: call ``Repository.init()`` first."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class SampleKeyError(HangarError, KeyError):
+    """No such sample, subsample or column."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])

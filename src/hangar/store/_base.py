@@ -165,6 +165,13 @@ class Store(abc.ABC):
         prefix = validate_prefix(prefix)
         return iter(sorted(self._list(prefix)))
 
+    def disk_usage(self, prefix: str = "") -> int:
+        """Total bytes of the objects under ``prefix`` (one listing, no reads)."""
+        return self._disk_usage(validate_prefix(prefix))
+
+    def _disk_usage(self, prefix: str) -> int:
+        return sum(len(self._get(k)) for k in self._list(prefix))
+
     # ----------------------------------------------------------------- writes
     def put(self, key: str, data: Buffer) -> None:
         """Write ``data`` at ``key``, replacing any object there.

@@ -143,6 +143,9 @@ class LocalStore(Store):
             for name in filenames:
                 yield f"{base}/{name}" if base else name
 
+    def _disk_usage(self, prefix: str) -> int:
+        return sum(os.path.getsize(self._path(k)) for k in self._list(prefix))
+
     # -------------------------------------------------------------- writes
     def _put(self, key: str, data: Buffer) -> None:
         path = self._path(key)

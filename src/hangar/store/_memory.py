@@ -89,6 +89,9 @@ class MemoryStore(Store):
             if path.startswith(want) or (prefix and path == exact):
                 yield path[len(base) :]
 
+    def _disk_usage(self, prefix: str) -> int:
+        return sum(self._file(k).getbuffer().nbytes for k in self._list(prefix))
+
     # -------------------------------------------------------------- writes
     def _put(self, key: str, data: Buffer) -> None:
         with _LOCK:

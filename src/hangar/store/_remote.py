@@ -95,6 +95,14 @@ class RemoteStore(Store):
             if not prefix or rel == prefix or rel.startswith(prefix + "/"):
                 yield rel
 
+    def _disk_usage(self, prefix: str) -> int:
+        top = self._path(prefix) if prefix else self.root
+        try:
+            found = self._fs.find(top, detail=True)
+        except FileNotFoundError:
+            return 0
+        return sum(int(info.get("size", 0)) for info in found.values())
+
     def _put(self, key: str, data: Buffer) -> None:
         if isinstance(data, memoryview):  # botocore takes bytes, bytearray or files
             data = data.tobytes()

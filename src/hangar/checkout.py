@@ -1,0 +1,353 @@
+"""Checkouts: a read-only view of one commit, or the writer of one branch."""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hangar.columns._engine import ColumnEngine
+from hangar.columns.container import Columns
+from hangar.exceptions import HangarError, InvalidKeyError, ReadOnlyError
+from hangar.format.chunks import BlockCache
+from hangar.format.codec import codecs_from_backend_options
+from hangar.format.commits import CommitRecord
+from hangar.format.lease import Lease
+from hangar.format.names import validate_name
+from hangar.format.schema import ColumnSchema
+from hangar.staging import StagingArea
+
+if TYPE_CHECKING:
+    from hangar.repository import Repository
+
+__all__ = ["ReaderCheckout", "WriterCheckout"]
+
+_PAD = " " * 16
+_CLOSED = (
+    "Unable to operate on past checkout objects which have been closed. No operation "
+    "occurred. Please use a new checkout."
+)
+
+
+class _CheckoutBase:
+    """What readers and writers share: column access, mapping interface, closing."""
+
+    _columns: Columns | None
+
+    def _alive(self) -> Columns:
+        if self._columns is None:
+            raise ReadOnlyError(_CLOSED)
+        return self._columns
+
+    @property
+    def columns(self) -> Columns:
+        """The columns of this checkout (``co.columns['name']``)."""
+        return self._alive()
+
+    def __len__(self) -> int:
+        return len(self._alive())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._alive()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._alive())
+
+    def keys(self) -> list[str]:
+        return self._alive().keys()
+
+    def values(self) -> Iterator[Any]:
+        return self._alive().values()
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return self._alive().items()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """Like ``co[key]``, returning ``default`` where nothing is found."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __getitem__(self, key: Any) -> Any:
+        """``co['col']`` -> column; ``co['col', key]`` -> sample;
+        ``co['col', key, subkey]`` -> subsample."""
+        cols = self._alive()
+        if isinstance(key, tuple):
+            if not 2 <= len(key) <= 3:
+                raise InvalidKeyError(
+                    f"use co[column], co[column, key] or co[column, key, subkey]: {key!r}"
+                )
+            column = cols[key[0]]
+            value = column[key[1]]
+            return value[key[2]] if len(key) == 3 else value
+        return cols[key]
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
+
+    def _ipython_key_completions_(self) -> list[str]:
+        return self.keys()
+
+    def __enter__(self) -> Any:
+        self._alive()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class ReaderCheckout(_CheckoutBase):
+    """A read-only checkout of one commit. Any number may be open at once."""
+
+    def __init__(self, repo: Repository, commit: str, record: CommitRecord) -> None:
+        self._repo = repo
+        self._commit = commit
+        self._record = record
+        cache = BlockCache(repo._cache_blocks)
+        self._engines = {
+            name: ColumnEngine(name, rec.schema, repo._store, rec, cache)
+            for name, rec in record.columns.items()
+        }
+        self._columns = Columns(lambda: self._engines, None)
+        atexit.register(self.close)
+
+    def __repr__(self) -> str:
+        self._alive()
+        return (
+            f"Hangar {type(self).__name__}{_PAD}"
+            f"\n    Writer       : False{_PAD}"
+            f"\n    Commit Hash  : {self._commit}{_PAD}"
+            f"\n    Num Columns  : {len(self)}\n"
+        )
+
+    @property
+    def commit_hash(self) -> str:
+        """The commit this checkout reads."""
+        self._alive()
+        return self._commit
+
+    def log(self, branch: str | None = None, commit: str | None = None, *,
+            return_contents: bool = False, show_time: bool = False,
+            show_user: bool = False) -> dict[str, Any] | None:  # fmt: skip
+        """The commit log from this checkout's commit (see :meth:`Repository.log`)."""
+        self._alive()
+        if branch is None and commit is None:
+            commit = self._commit
+        return self._repo.log(branch, commit, return_contents=return_contents,
+                              show_time=show_time, show_user=show_user)  # fmt: skip
+
+    def close(self) -> None:
+        """Release this checkout's memory; later use raises PermissionError."""
+        if self._columns is None:
+            return
+        self._columns = None
+        self._engines = {}
+        atexit.unregister(self.close)
+
+
+class WriterCheckout(_CheckoutBase):
+    """The writer of one branch; it holds the branch's lease while open."""
+
+    def __init__(self, repo: Repository, branch: str, lease_seconds: float) -> None:
+        self._repo = repo
+        self._branch = branch
+        store = repo._store
+        self._lease = Lease.acquire(store, branch, repo._user_name, lease_seconds)
+        try:
+            base_commit = self._lease.ref.commit
+            base = repo._read_commit(base_commit) if base_commit else None
+            cache = BlockCache(repo._cache_blocks)
+            self._staging = StagingArea(store, self._lease, base, base_commit, cache)
+        except BaseException:
+            self._lease.release()
+            raise
+        self._lease.start_heartbeat()
+        self._columns = Columns(lambda: self._staging.columns, self._staging,
+                                self._staging.drop_column)  # fmt: skip
+        atexit.register(self.close)
+
+    def __repr__(self) -> str:
+        self._alive()
+        return (
+            f"Hangar {type(self).__name__}{_PAD}"
+            f"\n    Writer       : True{_PAD}"
+            f"\n    Base Branch  : {self._branch}{_PAD}"
+            f"\n    Num Columns  : {len(self)}\n"
+        )
+
+    def __reduce__(self) -> Any:
+        raise ReadOnlyError("a writer checkout cannot be pickled: it holds the branch's lease")
+
+    @property
+    def branch_name(self) -> str:
+        """The branch this checkout writes."""
+        self._alive()
+        return self._branch
+
+    @property
+    def commit_hash(self) -> str | None:
+        """The commit the staging area is based on (the branch head)."""
+        self._alive()
+        return self._staging.base_commit
+
+    # ------------------------------------------------------------- writes
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """``co['col', key] = sample`` or ``co['col', key, subkey] = sample``."""
+        cols = self._alive()
+        if not isinstance(key, tuple) or not 2 <= len(key) <= 3:
+            raise InvalidKeyError(
+                "use co[column, key] = sample or co[column, key, subkey] = sample"
+            )
+        column = cols[key[0]]
+        if len(key) == 3:
+            if key[1] in column:
+                column[key[1]][key[2]] = value
+            else:
+                column[key[1]] = {key[2]: value}
+        else:
+            column[key[1]] = value
+
+    def __delitem__(self, key: Any) -> None:
+        cols = self._alive()
+        if isinstance(key, tuple) and len(key) == 2:
+            del cols[key[0]][key[1]]
+        elif isinstance(key, tuple) and len(key) == 3:
+            del cols[key[0]][key[1]][key[2]]
+        else:
+            raise InvalidKeyError("use del co[column, key] or del co[column, key, subkey]")
+
+    def __enter__(self) -> Any:
+        self._alive()
+        self._staging.enter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._staging.exit()
+
+    def _add_column(self, name: str, schema: ColumnSchema) -> Any:
+        self._alive()
+        validate_name(name, "column name")
+        if name in self._staging.columns:
+            raise InvalidKeyError(f"a column named {name!r} already exists")
+        self._staging.add_column(name, schema)
+        return self._alive()[name]
+
+    def add_ndarray_column(  # noqa: PLR0917 - Hangar's positional signature
+        self,
+        name: str,
+        shape: int | tuple[int, ...] | None = None,
+        dtype: Any = None,
+        prototype: np.ndarray[Any, Any] | None = None,
+        variable_shape: bool = False,
+        contains_subsamples: bool = False,
+        *,
+        backend: str | None = None,
+        backend_options: Any = None,
+    ) -> Any:
+        """Add a column of numpy arrays and return it.
+
+        Give ``prototype`` (an example array) or ``shape`` and ``dtype``. With
+        ``variable_shape=True`` samples may have any shape of the same rank up
+        to ``shape``. ``contains_subsamples=True`` makes a nested column.
+        ``backend_options`` takes Zarr v3 codec metadata, a numcodecs config or
+        Hangar's ``complib``/``complevel``/``shuffle`` options.
+        """
+        if prototype is not None:
+            if not isinstance(prototype, np.ndarray):
+                raise InvalidKeyError("prototype must be a numpy.ndarray")
+            shape, dtype = prototype.shape, prototype.dtype
+        if shape is None or dtype is None:
+            raise InvalidKeyError(
+                f"column {name!r}: give a prototype array, or both shape and dtype"
+            )
+        shape_t = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+        try:
+            np_dtype = np.dtype(dtype)
+        except TypeError as exc:
+            raise InvalidKeyError(f"column {name!r}: invalid dtype {dtype!r}") from exc
+        self._check_backend(backend)
+        schema = ColumnSchema(
+            "ndarray",
+            "nested" if contains_subsamples else "flat",
+            np_dtype.name,
+            shape_t,
+            bool(variable_shape),
+            codecs_from_backend_options(backend_options, np_dtype),
+        )
+        return self._add_column(name, schema)
+
+    def add_str_column(
+        self,
+        name: str,
+        contains_subsamples: bool = False,
+        *,
+        backend: str | None = None,
+        backend_options: Any = None,
+    ) -> Any:
+        """Add a column of ``str`` samples and return it."""
+        return self._add_text_column("str", name, contains_subsamples, backend, backend_options)
+
+    def add_bytes_column(
+        self,
+        name: str,
+        contains_subsamples: bool = False,
+        *,
+        backend: str | None = None,
+        backend_options: Any = None,
+    ) -> Any:
+        """Add a column of ``bytes`` samples and return it."""
+        return self._add_text_column("bytes", name, contains_subsamples, backend, backend_options)
+
+    def _add_text_column(
+        self, kind: Any, name: str, nested: bool, backend: str | None, options: Any
+    ) -> Any:
+        self._check_backend(backend)
+        codecs = codecs_from_backend_options(options, np.dtype("u1"))
+        layout: Any = "nested" if nested else "flat"
+        return self._add_column(name, ColumnSchema(kind, layout, kind, None, True, codecs))
+
+    @staticmethod
+    def _check_backend(backend: str | None) -> None:
+        if backend not in (None, "zarr-v3-packed"):
+            raise InvalidKeyError(
+                f"backend {backend!r} is not available: hangar-cloud stores every column as "
+                "Zarr v3 blocks in packed chunks; choose codecs with backend_options"
+            )
+
+    # ------------------------------------------------------------ commits
+    def commit(self, commit_message: str) -> str:
+        """Commit the staging area to the branch; return the commit id (``a=...``)."""
+        self._alive()
+        if not self._staging.has_changes:
+            raise HangarError("No changes made in staging area. Cannot commit.")
+        return self._staging.commit(commit_message, self._repo._user_name, self._repo._user_email)
+
+    def reset_staging_area(self) -> str | None:
+        """Drop every uncommitted change; return the branch head commit."""
+        self._alive()
+        self._staging.reset()
+        return self._staging.base_commit
+
+    def log(self, branch: str | None = None, commit: str | None = None, *,
+            return_contents: bool = False, show_time: bool = False,
+            show_user: bool = False) -> dict[str, Any] | None:  # fmt: skip
+        """The commit log of this branch (see :meth:`Repository.log`)."""
+        self._alive()
+        if branch is None and commit is None:
+            branch = self._branch
+        return self._repo.log(branch, commit, return_contents=return_contents,
+                              show_time=show_time, show_user=show_user)  # fmt: skip
+
+    def close(self) -> None:
+        """Release the branch's lease; staged changes stay for the next writer."""
+        if self._columns is None:
+            return
+        if self._staging._buffer is not None:
+            self._staging._buffer_depth = 1
+            self._staging.exit()
+        self._columns = None
+        self._lease.release()
+        atexit.unregister(self.close)

@@ -1,0 +1,149 @@
+"""What flat and nested columns share: schema properties, the pretty text, access checks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hangar.exceptions import ReadOnlyError
+
+if TYPE_CHECKING:
+    from hangar.columns._engine import ColumnEngine
+    from hangar.staging import StagingArea
+
+__all__ = ["ColumnBase"]
+
+_PAD = " " * 16
+
+
+class ColumnBase:
+    """Schema properties and the pretty text of a column."""
+
+    _engine: ColumnEngine
+    _staging: StagingArea | None
+
+    def __init__(self, engine: ColumnEngine, staging: StagingArea | None) -> None:
+        self._engine = engine
+        self._staging = staging
+        self._enter_count = 0
+
+    # --------------------------------------------------------- properties
+    @property
+    def column(self) -> str:
+        """Name of the column."""
+        return self._engine.name
+
+    @property
+    def column_type(self) -> str:
+        """``'ndarray'``, ``'str'`` or ``'bytes'``."""
+        return self._engine.schema.column_type
+
+    @property
+    def column_layout(self) -> str:
+        """``'flat'`` or ``'nested'``."""
+        return self._engine.schema.column_layout
+
+    @property
+    def schema_type(self) -> str:
+        """``'fixed_shape'`` or ``'variable_shape'``."""
+        return self._engine.schema.schema_type
+
+    @property
+    def dtype(self) -> Any:
+        """numpy dtype of ndarray samples; ``str`` or ``bytes`` otherwise."""
+        schema = self._engine.schema
+        if schema.column_type == "ndarray":
+            return np.dtype(schema.dtype)
+        return str if schema.column_type == "str" else bytes
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """(Maximum) shape of ndarray samples; None for str and bytes columns."""
+        return self._engine.schema.shape
+
+    @property
+    def backend(self) -> str:
+        """Storage format of the column's data (Zarr v3 blocks in packed chunks)."""
+        return "zarr-v3-packed"
+
+    @property
+    def backend_options(self) -> dict[str, Any]:
+        """The Zarr v3 codecs that encode the column's data."""
+        return {"codecs": [dict(c) for c in self._engine.schema.codecs]}
+
+    @property
+    def iswriteable(self) -> bool:
+        """True in a writer checkout."""
+        return self._staging is not None
+
+    @property
+    def contains_subsamples(self) -> bool:
+        """True for nested columns."""
+        return self._engine.nested
+
+    @property
+    def contains_remote_references(self) -> bool:
+        """False: every sample is readable from the repository's store."""
+        return False
+
+    @property
+    def remote_reference_keys(self) -> tuple[Any, ...]:
+        """Keys whose data is not readable here: none, the store holds everything."""
+        return ()
+
+    # ---------------------------------------------------------------- text
+    def _pretty_rows(self) -> list[tuple[str, Any]]:
+        return [
+            ("Column Name", self.column),
+            ("Writeable", self.iswriteable),
+            ("Column Type", self.column_type),
+            ("Column Layout", self.column_layout),
+            ("Schema Type", self.schema_type),
+            ("DType", self.dtype),
+            ("Shape", self.shape),
+            ("Number of Samples", len(self._engine)),
+        ]
+
+    def __repr__(self) -> str:
+        rows = [*self._pretty_rows(), ("Partial Remote Data Refs", False)]
+        lines = [f"\n    {name:<24} : {value}" for name, value in rows]
+        return f"Hangar {type(self).__qualname__} {_PAD}" + _PAD.join(lines) + "\n"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
+
+    def _ipython_key_completions_(self) -> list[Any]:
+        return list(self._engine.index)
+
+    # -------------------------------------------------------------- checks
+    def _writer(self) -> StagingArea:
+        if self._staging is None:
+            raise ReadOnlyError(
+                f"column {self.column!r} is in a read-only checkout: open "
+                "repo.checkout(write=True) to change it"
+            )
+        return self._staging
+
+    def _where(self, key: Any, subkey: Any = None) -> str:
+        if subkey is None:
+            return f"column {self.column!r}, key {key!r}"
+        return f"column {self.column!r}, key {key!r}, subkey {subkey!r}"
+
+    # -------------------------------------------------------- with-blocks
+    def __enter__(self) -> Any:
+        if self._staging is not None:
+            self._staging.enter()
+        self._enter_count += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._enter_count -= 1
+        if self._staging is not None:
+            self._staging.exit()
+
+    def __reduce__(self) -> Any:
+        raise ReadOnlyError(
+            f"column {self.column!r} cannot be pickled; pickle a read-only checkout's "
+            "repository location and commit instead"
+        )

@@ -1,0 +1,240 @@
+"""The state of one column in a checkout: its index, reads, and staged writes.
+
+Readers and writers of every layout share this engine; the classes users see
+(:mod:`hangar.columns.flat`, :mod:`hangar.columns.nested`) are thin fronts.
+Data flows one way: columns -> format -> store.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from hangar.exceptions import CorruptionError, ObjectNotFoundError
+from hangar.format.chunks import BlockCache, SampleLocation, block_check, digest_bytes
+from hangar.format.codec import BlockCodec
+from hangar.format.commits import ColumnRecord
+from hangar.format.manifest import (
+    SEGMENT_ROWS,
+    Entry,
+    Key,
+    Row,
+    SegmentRef,
+    decode_segment,
+    encode_segment,
+    key_order,
+    split_rows,
+)
+from hangar.format.names import chunk_key, manifest_key
+from hangar.format.schema import ColumnSchema
+from hangar.store import Store
+
+__all__ = ["ColumnEngine", "Pending", "sample_digest"]
+
+
+class Pending:
+    """A sample written in this checkout whose bytes are not in a chunk yet."""
+
+    __slots__ = ("array", "digest", "shape")
+
+    def __init__(self, array: np.ndarray[Any, Any], digest: str, shape: tuple[int, ...] | None):
+        self.array = array
+        self.digest = digest
+        self.shape = shape
+
+
+Slot = Entry | Pending
+
+
+def sample_digest(array: np.ndarray[Any, Any], variable: bool) -> str:
+    """Content digest of a sample (shape included where shapes vary)."""
+    h = hashlib.blake2b(array.data, digest_size=20)
+    if variable:
+        h.update(repr(array.shape).encode())
+    return h.hexdigest()
+
+
+class ColumnEngine:
+    """Index and I/O of one column."""
+
+    def __init__(
+        self,
+        name: str,
+        schema: ColumnSchema,
+        store: Store,
+        base: ColumnRecord | None,
+        cache: BlockCache,
+    ) -> None:
+        self.name = name
+        self.schema = schema
+        self.store = store
+        self.base_segments: tuple[SegmentRef, ...] = base.segments if base else ()
+        self.codec = BlockCodec.from_metadata(schema.codecs, schema.np_dtype)
+        self.cache = cache
+        self.nested = schema.column_layout == "nested"
+        self.variable = schema.variable_shape
+        self._index: dict[Key, Any] | None = None
+        self.changed: set[Key] = set()
+        self.base_count = base.samples if base else 0
+
+    # ------------------------------------------------------------- index
+    @property
+    def index(self) -> dict[Key, Any]:
+        """key -> Slot (flat) or key -> {subkey -> Slot} (nested); loaded on first use."""
+        if self._index is None:
+            index: dict[Key, Any] = {}
+            for seg in self.base_segments:
+                data = self.store.get(manifest_key(seg.digest))
+                for key, subkey, entry in decode_segment(data, seg.digest):
+                    if self.nested:
+                        index.setdefault(key, {})[subkey] = entry
+                    else:
+                        index[key] = entry
+            self._index = index
+        return self._index
+
+    def __len__(self) -> int:
+        if self._index is None and not self.changed:
+            return self.base_count
+        return len(self.index)
+
+    # -------------------------------------------------------------- reads
+    def read(self, slot: Slot) -> Any:
+        """The user-facing value of a stored or pending sample."""
+        if isinstance(slot, Pending):
+            return self._to_value(slot.array.reshape(-1), slot.shape)
+        return self._to_value(self._read_bytes(slot.location), slot.shape)
+
+    def _read_bytes(self, loc: SampleLocation) -> np.ndarray[Any, Any]:
+        block = self.cache.get((loc.chunk, loc.block_offset))
+        if block is None:
+            key = chunk_key(loc.chunk)
+            try:
+                raw = self.store.get_range(key, loc.block_offset, loc.block_offset + loc.block_size)
+            except ObjectNotFoundError as exc:
+                raise CorruptionError(
+                    f"column {self.name!r}: chunk {loc.chunk} is missing from the store"
+                ) from exc
+            if len(raw) != loc.block_size or block_check(raw) != loc.block_check:
+                raise CorruptionError(
+                    f"column {self.name!r}: a block of chunk {loc.chunk} does not match "
+                    "its checksum; the data is not returned"
+                )
+            block = self.codec.decode(raw)
+            self.cache.put((loc.chunk, loc.block_offset), block)
+        itemsize = block.itemsize
+        start = loc.item_offset // itemsize
+        return block[start : start + loc.item_nbytes // itemsize]
+
+    def _to_value(self, flat: np.ndarray[Any, Any], shape: tuple[int, ...] | None) -> Any:
+        ctype = self.schema.column_type
+        if ctype == "ndarray":
+            out = flat.reshape(shape if shape is not None else self.schema.shape)
+            return out.copy()
+        raw = flat.tobytes()
+        return raw.decode("utf-8") if ctype == "str" else raw
+
+    # ------------------------------------------------------------- writes
+    def make_pending(self, value: Any, where: str) -> Pending:
+        array = self.schema.coerce(value, where)
+        shape = array.shape if self.variable and self.schema.column_type == "ndarray" else None
+        if self.schema.column_type != "ndarray":
+            shape = None
+        return Pending(array, sample_digest(array, self.variable), shape)
+
+    def set_slot(self, key: Key, subkey: Key | None, slot: Slot) -> None:
+        index = self.index
+        if self.nested:
+            index.setdefault(key, {})[subkey] = slot
+        else:
+            index[key] = slot
+        self.changed.add(key)
+
+    def del_slot(self, key: Key, subkey: Key | None) -> None:
+        index = self.index
+        if self.nested and subkey is not None:
+            sub = index[key]
+            del sub[subkey]
+            if not sub:  # a sample with no subsamples left is gone
+                del index[key]
+        else:
+            del index[key]
+        self.changed.add(key)
+
+    def pending_items(self) -> Iterator[tuple[Key, Key | None, Pending]]:
+        """Every pending sample, for packing into chunks."""
+        for key in self.changed:
+            slot = self.index.get(key)
+            if slot is None:
+                continue
+            if self.nested:
+                for sk, s in slot.items():
+                    if isinstance(s, Pending):
+                        yield key, sk, s
+            elif isinstance(slot, Pending):
+                yield key, None, slot
+
+    # ------------------------------------------------------------- commit
+    def _rows_for(self, key: Key) -> list[Row]:
+        slot = self.index.get(key)
+        if slot is None:
+            return []
+        if self.nested:
+            rows = []
+            for sk in sorted(slot, key=key_order):
+                e = slot[sk]
+                assert isinstance(e, Entry), "pack pending samples before building manifests"
+                rows.append((key, sk, e))
+            return rows
+        assert isinstance(slot, Entry), "pack pending samples before building manifests"
+        return [(key, None, slot)]
+
+    def build_record(self) -> ColumnRecord:
+        """Manifest segments for the current state, rewriting only segments that changed."""
+        count = len(self.index) if (self._index is not None or self.changed) else self.base_count
+        if not self.changed:
+            return ColumnRecord(self.schema, self.base_segments, count)
+        segments = list(self.base_segments)
+        if not segments:
+            rows = [r for k in sorted(self.index, key=key_order) for r in self._rows_for(k)]
+            return ColumnRecord(self.schema, tuple(self._write_rows(rows)), count)
+        firsts = [key_order(s.first) for s in segments]
+        touched: dict[int, list[Key]] = {}
+        for key in self.changed:
+            i = max(0, bisect.bisect_right(firsts, key_order(key)) - 1)
+            touched.setdefault(i, []).append(key)
+        out: list[SegmentRef] = []
+        for i, seg in enumerate(segments):
+            keys = touched.get(i)
+            if keys is None:
+                out.append(seg)
+                continue
+            changed = set(keys)
+            data = self.store.get(manifest_key(seg.digest))
+            rows = [r for r in decode_segment(data, seg.digest) if r[0] not in changed]
+            for key in keys:
+                rows.extend(self._rows_for(key))
+            rows.sort(
+                key=lambda r: (key_order(r[0]), key_order(r[1]) if r[1] is not None else (0, 0))
+            )
+            out.extend(self._write_rows(rows))
+        return ColumnRecord(self.schema, tuple(out), count)
+
+    def _write_rows(self, rows: list[Row]) -> list[SegmentRef]:
+        refs = []
+        for part in split_rows(rows, SEGMENT_ROWS):
+            data = encode_segment(part)
+            digest = digest_bytes(data)
+            self.store.put(manifest_key(digest), data)
+            refs.append(SegmentRef(digest, len(part), part[0][0], part[-1][0]))
+        return refs
+
+    def committed(self, record: ColumnRecord) -> None:
+        """The commit landed: its segments are the new base."""
+        self.base_segments = record.segments
+        self.base_count = record.samples
+        self.changed.clear()

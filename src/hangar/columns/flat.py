@@ -1,0 +1,110 @@
+"""Flat columns: one level, ``key -> sample``."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from hangar.columns._common import ColumnBase
+from hangar.columns._engine import Pending
+from hangar.exceptions import SampleKeyError
+from hangar.format.manifest import Key, check_key
+
+__all__ = ["FlatSampleReader", "FlatSampleWriter"]
+
+_MISSING = object()
+
+
+class FlatSampleReader(ColumnBase):
+    """Read access to a flat column, with the interface of a ``dict``."""
+
+    def __len__(self) -> int:
+        return len(self._engine)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._engine.index
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self.keys())
+
+    def __getitem__(self, key: Key) -> Any:
+        """The sample stored under ``key``; KeyError if there is none."""
+        try:
+            slot = self._engine.index[key]
+        except KeyError:
+            raise SampleKeyError(f"no sample {key!r} in column {self.column!r}") from None
+        return self._engine.read(slot)
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        """The sample under ``key``, or ``default``."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def keys(self, local: bool = False) -> Iterator[Key]:
+        """Every sample key (a snapshot: safe to change the column while iterating)."""
+        yield from list(self._engine.index)
+
+    def values(self, local: bool = False) -> Iterator[Any]:
+        """Every sample."""
+        for _, value in self.items(local):
+            yield value
+
+    def items(self, local: bool = False) -> Iterator[tuple[Key, Any]]:
+        """Every (key, sample) pair."""
+        read = self._engine.read
+        for key, slot in list(self._engine.index.items()):
+            yield key, read(slot)
+
+
+class FlatSampleWriter(FlatSampleReader):
+    """Read and write access to a flat column in a writer checkout."""
+
+    def __setitem__(self, key: Key, value: Any) -> None:
+        """Store ``value`` under ``key`` (replacing any sample there)."""
+        staging = self._writer()
+        key = check_key(key)
+        pending = self._engine.make_pending(value, self._where(key))
+        staging.set(self._engine, key, None, pending)
+
+    def update(self, other: Mapping[Key, Any] | Iterable[tuple[Key, Any]] | None = None,
+               **kwargs: Any) -> None:  # fmt: skip
+        """Store many samples; if any is invalid, none is stored."""
+        staging = self._writer()
+        items: list[tuple[Key, Any]] = []
+        if other is not None:
+            items.extend(other.items() if isinstance(other, Mapping) else other)
+        items.extend(kwargs.items())
+        checked: list[tuple[Key, Pending]] = []
+        for raw_key, value in items:
+            key = check_key(raw_key)
+            checked.append((key, self._engine.make_pending(value, self._where(key))))
+        with self:
+            for key, pending in checked:
+                staging.set(self._engine, key, None, pending)
+
+    def __delitem__(self, key: Key) -> None:
+        """Remove the sample under ``key``; KeyError if there is none."""
+        staging = self._writer()
+        if key not in self._engine.index:
+            raise SampleKeyError(f"no sample {key!r} in column {self.column!r}")
+        staging.delete(self._engine, key, None)
+
+    def pop(self, key: Key, default: Any = _MISSING) -> Any:
+        """Remove the sample under ``key`` and return it."""
+        try:
+            value = self[key]
+        except KeyError:
+            if default is _MISSING:
+                raise
+            return default
+        del self[key]
+        return value
+
+    def append(self, value: Any) -> str:
+        """Store ``value`` under a new random key and return the key."""
+        key = secrets.token_hex(10)
+        self[key] = value
+        return key

@@ -1,0 +1,150 @@
+"""The staging area of a branch: a journal of changes that survives the writer.
+
+Under ``staging/heads/<branch>/``:
+
+- ``journal/<epoch>-<seq>``: one entry per flush (a write outside a ``with``
+  block, the end of a ``with`` block, a column added or removed). An entry is
+  a small binary object: 8 bytes of header length, a JSON header with the
+  operations, then the raw bytes of samples carried inline (writes outside a
+  ``with`` block); samples flushed from a ``with`` block are already packed
+  into chunks and referenced by location.
+- ``state.json``: which entries are live. A writer that takes the lease reads
+  the state, adopts the live entries of earlier writers, and writes a new
+  state naming its epoch (compare-and-swap). Entries an older writer wrote
+  after that are never read: they are fenced out.
+
+A commit packs the inline samples into chunks, writes manifests, the commit
+record and the ref, then resets the state to an empty journal.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from hangar.exceptions import CorruptionError, InvalidKeyError, ObjectNotFoundError
+from hangar.format.names import staging_prefix
+from hangar.format.records import canonical_json, load_json
+from hangar.store import Store, Version
+
+__all__ = ["JournalEntry", "StagingState", "read_state", "write_state"]
+
+_HEADER = struct.Struct("<Q")
+
+
+@dataclass(frozen=True, slots=True)
+class StagingState:
+    """``state.json``: the live journal of a branch."""
+
+    epoch: int
+    base_commit: str | None
+    adopted: tuple[str, ...] = ()  # journal entry names adopted from earlier writers
+    own_from: int = 0  # this epoch's entries with seq >= own_from are live
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(
+            {
+                "epoch": self.epoch,
+                "base_commit": self.base_commit,
+                "adopted": list(self.adopted),
+                "own_from": self.own_from,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StagingState:
+        d = load_json(data, "staging state")
+        return cls(int(d["epoch"]), d["base_commit"], tuple(d["adopted"]), int(d["own_from"]))
+
+    def live(self, names: list[str]) -> list[str]:
+        """The live entries among ``names`` (all entries found), in journal order."""
+        own = [n for n in names if entry_epoch(n) == self.epoch and entry_seq(n) >= self.own_from]
+        return [*self.adopted, *sorted(own)]
+
+
+def entry_name(epoch: int, seq: int) -> str:
+    return f"{epoch:012d}-{seq:012d}"
+
+
+def entry_epoch(name: str) -> int:
+    return int(name.split("-", 1)[0])
+
+
+def entry_seq(name: str) -> int:
+    return int(name.split("-", 1)[1])
+
+
+def state_key(branch: str) -> str:
+    return f"{staging_prefix(branch)}/state.json"
+
+
+def journal_prefix(branch: str) -> str:
+    return f"{staging_prefix(branch)}/journal"
+
+
+def read_state(store: Store, branch: str) -> tuple[StagingState, Version] | None:
+    try:
+        data, version = store.get_versioned(state_key(branch))
+    except ObjectNotFoundError:
+        return None
+    return StagingState.from_bytes(data), version
+
+
+def write_state(store: Store, branch: str, state: StagingState, version: Version | None) -> Version:
+    """Create or compare-and-swap the staging state (VersionConflictError if it moved)."""
+    if version is None:
+        return store.put_if_absent(state_key(branch), state.to_bytes())
+    return store.replace_if_version(state_key(branch), state.to_bytes(), version)
+
+
+def list_entries(store: Store, branch: str) -> list[str]:
+    prefix = journal_prefix(branch)
+    return sorted(k.rsplit("/", 1)[1] for k in store.list(prefix))
+
+
+@dataclass
+class JournalEntry:
+    """Operations of one flush, and the raw bytes of inline samples."""
+
+    ops: list[Any] = field(default_factory=list)
+    blob: bytearray = field(default_factory=bytearray)
+
+    def add_inline(self, raw: bytes | memoryview) -> list[int]:
+        """Append raw sample bytes; return [offset, nbytes] for the op."""
+        start = len(self.blob)
+        self.blob += raw
+        return [start, len(raw)]
+
+    def to_bytes(self) -> bytes:
+        header = json.dumps({"ops": self.ops}, separators=(",", ":")).encode()
+        return _HEADER.pack(len(header)) + header + bytes(self.blob)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str) -> JournalEntry:
+        try:
+            (n,) = _HEADER.unpack_from(data, 0)
+            header = json.loads(data[_HEADER.size : _HEADER.size + n])
+        except (struct.error, ValueError) as exc:
+            raise CorruptionError(f"staging journal entry {name} is damaged") from exc
+        if not isinstance(header, dict) or not isinstance(header.get("ops"), list):
+            raise CorruptionError(f"staging journal entry {name} has no operations")
+        return cls(header["ops"], bytearray(data[_HEADER.size + n :]))
+
+
+def write_entry(store: Store, branch: str, epoch: int, seq: int, entry: JournalEntry) -> str:
+    name = entry_name(epoch, seq)
+    store.put(f"{journal_prefix(branch)}/{name}", entry.to_bytes())
+    return name
+
+
+def read_entry(store: Store, branch: str, name: str) -> JournalEntry:
+    if "/" in name or "-" not in name:
+        raise InvalidKeyError(f"invalid journal entry name {name!r}")
+    return JournalEntry.from_bytes(store.get(f"{journal_prefix(branch)}/{name}"), name)
+
+
+def delete_entries(store: Store, branch: str, names: list[str]) -> None:
+    for name in names:
+        store.delete(f"{journal_prefix(branch)}/{name}")

@@ -1,0 +1,303 @@
+"""``Repository``: the entry point, as in Hangar.
+
+A repository is a location: a local folder (data under ``<folder>/.hangar``)
+or a store URL (``s3://bucket/prefix``, ``gs://...``, ``memory://...``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+import warnings
+from typing import Any
+
+from hangar.checkout import ReaderCheckout, WriterCheckout
+from hangar.exceptions import (
+    AlreadyExistsError,
+    InvalidKeyError,
+    ObjectNotFoundError,
+    RepositoryNotFoundError,
+    SampleKeyError,
+)
+from hangar.format.commits import CommitRecord, read_commit
+from hangar.format.lease import force_release, read_lease
+from hangar.format.names import HANGAR_JSON, branch_ref, validate_name
+from hangar.format.records import FORMAT_VERSION, BranchRef, RepositoryInfo
+from hangar.history import format_log, list_history, summary_text
+from hangar.store import LocalStore, Store, open_store
+
+__all__ = ["Repository"]
+
+_DEFAULT_BRANCH = "master"
+
+
+class Repository:
+    """A hangar repository at a local folder or a store URL.
+
+    Parameters
+    ----------
+    path
+        A local folder (the repository lives in ``<path>/.hangar``, as in
+        Hangar), or a URL: ``s3://bucket/prefix``, ``gs://bucket/prefix``,
+        ``memory://name``.
+    exists
+        If True (default) and there is no repository yet, say that ``init()``
+        is needed (a warning); data operations raise until it is called.
+    storage_options
+        Passed to the store (S3 endpoint and credentials, GCS token...).
+    cache_blocks
+        Decoded blocks each checkout keeps in memory (each about 32 KiB raw).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        exists: bool = True,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        cache_blocks: int = 4096,
+    ) -> None:
+        location = os.fspath(path)
+        if "://" in location and not location.startswith("file://"):
+            root = location
+        else:
+            local = location[len("file://") :] if location.startswith("file://") else location
+            root = os.path.join(os.path.abspath(os.path.expanduser(local)), ".hangar")
+        self._root = root
+        self._store: Store = open_store(root, **(storage_options or {}))
+        self._cache_blocks = cache_blocks
+        self._info: RepositoryInfo | None = None
+        self._load_info()
+        if exists and self._info is None:
+            warnings.warn(
+                f"No repository exists at {self._root}; call repo.init(user_name=..., "
+                "user_email=...) to create one.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    # ------------------------------------------------------------- state
+    def _load_info(self) -> None:
+        try:
+            self._info = RepositoryInfo.from_bytes(self._store.get(HANGAR_JSON))
+        except ObjectNotFoundError:
+            self._info = None
+            return
+        if self._info.format_version > FORMAT_VERSION:
+            raise InvalidKeyError(
+                f"the repository at {self._root} has format version "
+                f"{self._info.format_version}; this hangar reads up to {FORMAT_VERSION}: upgrade"
+            )
+
+    def _require(self) -> RepositoryInfo:
+        if self._info is None:
+            self._load_info()
+        if self._info is None:
+            raise RepositoryNotFoundError(
+                f"No repository exists at {self._root}. Use repo.init() to create one."
+            )
+        return self._info
+
+    @property
+    def _user_name(self) -> str:
+        return os.environ.get("HANGAR_USER_NAME") or self._require().user_name
+
+    @property
+    def _user_email(self) -> str:
+        return os.environ.get("HANGAR_USER_EMAIL") or self._require().user_email
+
+    @property
+    def path(self) -> str:
+        """Where the repository's objects live."""
+        return self._root
+
+    @property
+    def initialized(self) -> bool:
+        """Whether a repository exists at this location."""
+        if self._info is None:
+            self._load_info()
+        return self._info is not None
+
+    def __repr__(self) -> str:
+        return f"Hangar {type(self).__name__}\n    Repository Path  : {self._root}\n"
+
+    def _read_commit(self, cid: str) -> CommitRecord:
+        return read_commit(self._store, cid)
+
+    # -------------------------------------------------------------- init
+    def init(self, user_name: str, user_email: str, remove_old: bool = False) -> str:
+        """Create the repository; return its location.
+
+        With ``remove_old=True`` an existing repository here is deleted first;
+        without it, an existing repository is an error (``FileExistsError``).
+        """
+        if not user_name or not user_email:
+            raise InvalidKeyError("init() needs a user_name and a user_email")
+        if self.initialized:
+            if not remove_old:
+                raise AlreadyExistsError(HANGAR_JSON)
+            self._remove_everything()
+        info = RepositoryInfo(
+            repository_id=uuid.uuid4().hex,
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            user_name=user_name,
+            user_email=user_email,
+        )
+        self._store.put_if_absent(HANGAR_JSON, info.to_bytes())
+        self._store.put_if_absent(branch_ref(_DEFAULT_BRANCH), BranchRef(None, 0).to_bytes())
+        self._info = info
+        print(f"Hangar Repo initialized at: {self._root}")
+        return self._root
+
+    def _remove_everything(self) -> None:
+        if isinstance(self._store, LocalStore):
+            shutil.rmtree(self._store.root, ignore_errors=True)
+        else:
+            for key in list(self._store.list()):
+                self._store.delete(key)
+        self._info = None
+
+    # ---------------------------------------------------------- branches
+    def _branch_head(self, branch: str) -> str | None:
+        try:
+            data = self._store.get(branch_ref(branch))
+        except ObjectNotFoundError:
+            raise SampleKeyError(f"no branch named {branch!r}") from None
+        return BranchRef.from_bytes(data).commit
+
+    def list_branches(self) -> list[str]:
+        """Names of every branch."""
+        self._require()
+        return sorted(k[len("refs/heads/") : -len(".json")] for k in self._store.list("refs/heads"))
+
+    def _branch_heads(self) -> dict[str, list[str]]:
+        heads: dict[str, list[str]] = {}
+        for b in self.list_branches():
+            head = self._branch_head(b)
+            if head:
+                heads.setdefault(head, []).append(b)
+        return heads
+
+    # --------------------------------------------------------- checkouts
+    def checkout(
+        self,
+        write: bool = False,
+        *,
+        branch: str = "",
+        commit: str = "",
+        lease_seconds: float = 60.0,
+    ) -> Any:
+        """Open a checkout.
+
+        ``write=False``: a read-only checkout of ``commit``, or of the head of
+        ``branch`` (default ``master``). ``write=True``: the writer checkout of
+        ``branch`` (default ``master``); it holds the branch's lease, renewed
+        while open; a writer that dies stops holding it after ``lease_seconds``.
+        """
+        self._require()
+        if write:
+            if commit:
+                raise InvalidKeyError("a writer checkout is of a branch head; drop commit=")
+            name = validate_name(branch or _DEFAULT_BRANCH, "branch name")
+            self._branch_head(name)
+            return WriterCheckout(self, name, lease_seconds)
+        if not commit:
+            name = validate_name(branch or _DEFAULT_BRANCH, "branch name")
+            head = self._branch_head(name)
+            if head is None:
+                raise SampleKeyError(
+                    f"branch {name!r} has no commits yet: nothing to read (commit first)"
+                )
+            commit = head
+        try:
+            record = self._read_commit(commit)
+        except ObjectNotFoundError:
+            raise SampleKeyError(f"no commit {commit!r} in this repository") from None
+        return ReaderCheckout(self, commit, record)
+
+    def force_release_writer_lock(self, branch: str = _DEFAULT_BRANCH) -> bool:
+        """Release the writer lease of ``branch`` whoever holds it; return True.
+
+        The old holder is fenced out: it can neither stage nor commit again.
+        """
+        self._require()
+        return force_release(self._store, validate_name(branch, "branch name"))
+
+    def writer_lock_held(self, branch: str = _DEFAULT_BRANCH) -> bool:
+        """Whether a live (unexpired, unreleased) lease holds ``branch``."""
+        current = read_lease(self._store, branch)
+        if current is None:
+            return False
+        rec = current[0]
+        expires = dt.datetime.fromisoformat(rec.expires.replace("Z", "+00:00"))
+        return not rec.extra.get("released") and expires > dt.datetime.now(dt.UTC)
+
+    # ------------------------------------------------------ log, summary
+    def log(
+        self,
+        branch: str | None = None,
+        commit: str | None = None,
+        *,
+        return_contents: bool = False,
+        show_time: bool = False,
+        show_user: bool = False,
+    ) -> dict[str, Any] | None:
+        """Print the commit graph (``* a=... (master) : message``), newest first.
+
+        With ``return_contents=True`` return it instead: ``head``, ``ancestors``
+        (commit -> parents), ``specs`` (message, time, user, email), ``order``
+        and ``branch_heads``.
+        """
+        self._require()
+        if commit is None:
+            head = self._branch_head(branch or _DEFAULT_BRANCH)
+            if head is None:
+                if return_contents:
+                    return {"head": None, "ancestors": {}, "specs": {}, "order": [],
+                            "branch_heads": {}}  # fmt: skip
+                print("No commits made")
+                return None
+            commit = head
+        history = list_history(commit, self._read_commit)
+        heads = {c: b for c, b in self._branch_heads().items() if c in history["specs"]}
+        if return_contents:
+            history["branch_heads"] = {c: b[0] if len(b) == 1 else b for c, b in heads.items()}
+            return history
+        print(format_log(history, heads, show_time, show_user), end="")
+        return None
+
+    def summary(self, *, branch: str = "", commit: str = "", return_contents: bool = False) -> Any:
+        """Print what the repository holds at a commit (default: ``master``'s head).
+
+        With ``return_contents=True`` return the text instead of printing it.
+        """
+        self._require()
+        if not commit:
+            head = self._branch_head(branch or _DEFAULT_BRANCH)
+            if head is None:
+                text = "No commits made"
+                if return_contents:
+                    return text
+                print(text)
+                return None
+            commit = head
+        rec = self._read_commit(commit)
+        text = summary_text(self._root, self.size_nbytes, commit, rec)
+        if return_contents:
+            return text
+        print(text, end="")
+        return None
+
+    @property
+    def size_nbytes(self) -> int:
+        """Bytes of every object in the repository."""
+        return self._store.disk_usage()
+
+    @property
+    def size_human(self) -> str:
+        """:attr:`size_nbytes`, human readable."""
+        from hangar.history import format_bytes
+
+        return format_bytes(self.size_nbytes)

@@ -1,0 +1,295 @@
+"""A writer checkout's staging area: journaled writes, with-block buffers, commits.
+
+Writes outside a ``with`` block are in the store's staging journal when the
+call returns (one object per write, the sample's bytes inline), so they
+survive a crash of the writer process. Inside ``with col:`` blocks writes are
+buffered; on leaving the outermost block their samples are packed into chunks
+and one journal entry records them all. A commit packs what is still inline,
+writes manifests, the commit record, and moves the branch ref by
+compare-and-swap against the version this writer's lease fenced
+(DESIGN.md, invariants 1 and 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from typing import Any, cast
+
+import numpy as np
+
+from hangar.columns._engine import ColumnEngine, Pending
+from hangar.exceptions import LeaseLostError, VersionConflictError
+from hangar.format.chunks import BlockCache, ChunkPacker, SampleLocation
+from hangar.format.commits import ColumnRecord, CommitRecord, write_commit
+from hangar.format.lease import Lease
+from hangar.format.manifest import Entry, Key
+from hangar.format.names import branch_ref, chunk_key
+from hangar.format.records import BranchRef
+from hangar.format.schema import ColumnSchema
+from hangar.format.staging import (
+    JournalEntry,
+    StagingState,
+    delete_entries,
+    entry_epoch,
+    entry_seq,
+    list_entries,
+    read_entry,
+    read_state,
+    write_entry,
+    write_state,
+)
+from hangar.store import Store
+
+__all__ = ["StagingArea"]
+
+# a buffered write: column, key, subkey, the pending sample, its journal op
+_Buffered = tuple[ColumnEngine, Key, "Key | None", Pending, list[Any]]
+
+
+def _kk(key: Key) -> list[Any]:
+    return [0, str(key)] if type(key) is int else [1, key]
+
+
+def _kv(pair: list[Any]) -> Key:
+    return int(pair[1]) if pair[0] == 0 else str(pair[1])
+
+
+class StagingArea:
+    """The staged state of one branch, owned by its writer checkout."""
+
+    def __init__(
+        self,
+        store: Store,
+        lease: Lease,
+        base: CommitRecord | None,
+        base_commit: str | None,
+        cache: BlockCache,
+    ) -> None:
+        self.store = store
+        self.lease = lease
+        self.branch = lease.branch
+        self.cache = cache
+        self.base = base
+        self.base_commit = base_commit
+        self.columns: dict[str, ColumnEngine] = {}
+        self.schemas_changed = False
+        for name, rec in (base.columns if base else {}).items():
+            self.columns[name] = ColumnEngine(name, rec.schema, store, rec, cache)
+        self._seq = 0
+        self._buffer_depth = 0
+        self._buffer: JournalEntry | None = None
+        self._buffered: list[_Buffered] = []
+        self._adopt()
+
+    # ------------------------------------------------------------ journal
+    def _adopt(self) -> None:
+        """Take over the staging journal: adopt live entries and replay them."""
+        found = read_state(self.store, self.branch)
+        names = list_entries(self.store, self.branch)
+        if found is None:
+            live: list[str] = []
+            version = None
+        else:
+            state, version = found
+            live = state.live(names)
+        new_state = StagingState(self.lease.epoch, self.base_commit, tuple(live), 0)
+        try:
+            self._state_version = write_state(self.store, self.branch, new_state, version)
+        except VersionConflictError as exc:
+            self.lease.lose("another writer changed the staging area")
+            raise LeaseLostError(
+                f"another writer took branch {self.branch!r} while this one was opening"
+            ) from exc
+        self._state = new_state
+        own = [n for n in names if entry_epoch(n) == self.lease.epoch]
+        self._seq = max((entry_seq(n) for n in own), default=-1) + 1
+        for name in live:
+            self._replay(read_entry(self.store, self.branch, name))
+
+    def _replay(self, entry: JournalEntry) -> None:
+        blob = memoryview(entry.blob)
+        for op in entry.ops:
+            kind = op[0]
+            if kind == "add":
+                schema = ColumnSchema.from_dict(op[2])
+                self.columns[op[1]] = ColumnEngine(op[1], schema, self.store, None, self.cache)
+                self.schemas_changed = True
+            elif kind == "drop":
+                self.columns.pop(op[1], None)
+                self.schemas_changed = True
+            elif kind == "set":
+                engine = self.columns[op[1]]
+                key, subkey = _kv(op[2]), (_kv(op[3]) if op[3] is not None else None)
+                digest, shape = op[4], (tuple(op[5]) if op[5] is not None else None)
+                slot: Entry | Pending
+                if op[6] is not None:
+                    slot = Entry(digest, SampleLocation(*op[6]), shape)
+                else:
+                    off, n = op[7]
+                    raw = np.frombuffer(blob[off : off + n], dtype=engine.schema.np_dtype).copy()
+                    slot = Pending(raw, digest, shape)
+                engine.set_slot(key, subkey, slot)
+            elif kind == "del":
+                engine = self.columns[op[1]]
+                key, subkey = _kv(op[2]), (_kv(op[3]) if op[3] is not None else None)
+                with contextlib.suppress(KeyError):
+                    engine.del_slot(key, subkey)
+
+    def _write(self, entry: JournalEntry) -> None:
+        self.lease.check()
+        write_entry(self.store, self.branch, self.lease.epoch, self._seq, entry)
+        self._seq += 1
+
+    def _emit(self, op: list[Any], inline: np.ndarray[Any, Any] | None = None) -> None:
+        """Record one operation: buffered inside a with-block, journaled at once outside."""
+        if self._buffer is not None:
+            self._buffer.ops.append(op)
+            return
+        entry = JournalEntry()
+        if inline is not None:
+            op[7] = entry.add_inline(
+                inline.data.cast("B") if inline.data.c_contiguous else inline.tobytes()
+            )
+        entry.ops.append(op)
+        self._write(entry)
+
+    # ----------------------------------------------------- with-block buffer
+    def enter(self) -> None:
+        if self._buffer_depth == 0:
+            self.lease.check()
+            self._buffer = JournalEntry()
+            self._buffered = []
+        self._buffer_depth += 1
+
+    def exit(self) -> None:
+        self._buffer_depth -= 1
+        if self._buffer_depth > 0:
+            return
+        buffer, self._buffer = self._buffer, None
+        buffered, self._buffered = self._buffered, []
+        assert buffer is not None
+        for (_, _, _, _, op), loc in zip(buffered, self._pack(buffered), strict=True):
+            if loc is not None:
+                op[6] = [loc.chunk, loc.block_offset, loc.block_size, loc.block_check,
+                         loc.item_offset, loc.item_nbytes]  # fmt: skip
+        if buffer.ops:
+            self._write(buffer)
+
+    # --------------------------------------------------------------- writes
+    def add_column(self, name: str, schema: ColumnSchema) -> ColumnEngine:
+        self._emit(["add", name, schema.to_dict()])
+        engine = ColumnEngine(name, schema, self.store, None, self.cache)
+        self.columns[name] = engine
+        self.schemas_changed = True
+        return engine
+
+    def drop_column(self, name: str) -> None:
+        self._emit(["drop", name])
+        del self.columns[name]
+        self.schemas_changed = True
+
+    def set(self, engine: ColumnEngine, key: Key, subkey: Key | None, pending: Pending) -> None:
+        op: list[Any] = ["set", engine.name, _kk(key), None if subkey is None else _kk(subkey),
+                         pending.digest, None if pending.shape is None else list(pending.shape),
+                         None, None]  # fmt: skip
+        if self._buffer is not None:
+            self._buffer.ops.append(op)
+            self._buffered.append((engine, key, subkey, pending, op))
+        else:
+            self._emit(op, pending.array)
+        engine.set_slot(key, subkey, pending)
+
+    def delete(self, engine: ColumnEngine, key: Key, subkey: Key | None) -> None:
+        self._emit(["del", engine.name, _kk(key), None if subkey is None else _kk(subkey)])
+        engine.del_slot(key, subkey)
+
+    # ---------------------------------------------------------------- pack
+    def _pack(self, items: list[_Buffered]) -> list[SampleLocation | None]:
+        """Pack pending samples into chunks and swap them for entries in their columns.
+
+        Returns each item's location (None for a sample overwritten since).
+        """
+        by_engine: dict[str, list[int]] = {}
+        for n, item in enumerate(items):
+            by_engine.setdefault(item[0].name, []).append(n)
+        located: list[SampleLocation | None] = [None] * len(items)
+        for positions in by_engine.values():
+            engine = items[positions[0]][0]
+            schema = engine.schema
+
+            def store_chunk(digest: str, data: bytes) -> None:
+                self.store.put(chunk_key(digest), data)
+
+            packer = ChunkPacker(engine.codec.encode, schema.np_dtype, schema.block_bytes,
+                                 schema.chunk_bytes, store_chunk)  # fmt: skip
+            for n in positions:
+                packer.add(n, items[n][3].array.reshape(-1))
+            packer.seal()
+            for tag, loc in packer.take_sealed():
+                idx = cast(int, tag)
+                _, key, subkey, p, _ = items[idx]
+                located[idx] = loc
+                current = engine.index.get(key)
+                slot = current.get(subkey) if engine.nested and current is not None else current
+                if slot is p:  # still the live value of that key
+                    engine.set_slot(key, subkey, Entry(p.digest, loc, p.shape))
+        return located
+
+    # --------------------------------------------------------------- commit
+    def commit(self, message: str, user_name: str, user_email: str) -> str:
+        """Write everything staged as a commit on the branch and return its id."""
+        self.lease.check()
+        if self._buffer is not None:
+            raise RuntimeError("commit inside a `with column:` block; leave the block first")
+        pending: list[_Buffered] = [
+            (e, k, sk, p, []) for e in self.columns.values() for k, sk, p in e.pending_items()
+        ]
+        self._pack(pending)
+        columns: dict[str, ColumnRecord] = {}
+        for name, engine in sorted(self.columns.items()):
+            columns[name] = engine.build_record()
+        parents = (self.base_commit,) if self.base_commit else ()
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        record = CommitRecord(parents, user_name, user_email, now, message, columns)
+        cid = write_commit(self.store, record)
+        self.lease.check()
+        ref = BranchRef(cid, self.lease.epoch)
+        try:
+            version = self.store.replace_if_version(
+                branch_ref(self.branch), ref.to_bytes(), self.lease.ref_version
+            )
+        except VersionConflictError as exc:
+            self.lease.lose("the branch ref moved under it: another writer was fenced in")
+            raise LeaseLostError(
+                f"commit refused: branch {self.branch!r} was taken by another writer "
+                "(its lease expired or was force-released); nothing was committed"
+            ) from exc
+        self.lease.moved_ref(ref, version)
+        for name, engine in self.columns.items():
+            engine.committed(columns[name])
+        self.base, self.base_commit = record, cid
+        self.schemas_changed = False
+        self._reset_journal(cid)
+        return cid
+
+    def _reset_journal(self, base_commit: str | None) -> None:
+        old = list_entries(self.store, self.branch)
+        state = StagingState(self.lease.epoch, base_commit, (), self._seq)
+        self._state_version = write_state(self.store, self.branch, state, self._state_version)
+        self._state = state
+        delete_entries(self.store, self.branch, old)
+
+    def reset(self) -> None:
+        """Drop every staged change: back to the branch head."""
+        self.lease.check()
+        self._reset_journal(self.base_commit)
+        self.columns = {
+            name: ColumnEngine(name, rec.schema, self.store, rec, self.cache)
+            for name, rec in (self.base.columns if self.base else {}).items()
+        }
+        self.schemas_changed = False
+
+    @property
+    def has_changes(self) -> bool:
+        return self.schemas_changed or any(e.changed for e in self.columns.values())
