@@ -72,8 +72,8 @@ class Repository:
         self._load_info()
         if exists and self._info is None:
             warnings.warn(
-                f"No repository exists at {self._root}; call repo.init(user_name=..., "
-                "user_email=...) to create one.",
+                f"No repository exists at {self._root}: call repo.init() with a user name "
+                "and email to create one.",
                 UserWarning,
                 stacklevel=2,
             )

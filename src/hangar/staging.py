@@ -137,7 +137,7 @@ class StagingArea:
                     engine.del_slot(key, subkey)
 
     def _write(self, entry: JournalEntry) -> None:
-        self.lease.check()
+        self.lease.verify()
         write_entry(self.store, self.branch, self.lease.epoch, self._seq, entry)
         self._seq += 1
 

@@ -125,6 +125,12 @@ class ColumnBase:
             )
         return self._staging
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._writer()  # a reader: raises ReadOnlyError
+
+    def __delitem__(self, key: Any) -> None:
+        self._writer()
+
     def _where(self, key: Any, subkey: Any = None) -> str:
         if subkey is None:
             return f"column {self.column!r}, key {key!r}"

@@ -187,6 +187,18 @@ class Lease:
             self._lost = "it expired before it could be renewed"
             self.check()
 
+    def verify(self) -> None:
+        """:meth:`check`, then read the lease back: it must still be the one we wrote."""
+        self.check()
+        with self._lock:
+            try:
+                _, version = self.store.get_versioned(lease_key(self.branch))
+            except ObjectNotFoundError:
+                version = None
+            if version != self._version:
+                self._lost = "it was force-released or taken over by another writer"
+        self.check()
+
     def renew(self) -> None:
         """Extend the lease by its duration (compare-and-swap); mark it lost on conflict."""
         with self._lock:

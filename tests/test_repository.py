@@ -1,0 +1,345 @@
+"""The Hangar tutorial API on the object-store format: repository, checkouts, columns."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hangar import Repository
+from hangar.exceptions import (
+    HangarError,
+    LockHeldError,
+    ReadOnlyError,
+    RepositoryNotFoundError,
+)
+
+
+@pytest.fixture(params=["local", "memory"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "local":
+        return str(tmp_path / "repo")
+    return f"memory://repo-{uuid.uuid4().hex}"
+
+
+def new_repo(location: str, **kw: Any) -> Repository:
+    with pytest.warns(UserWarning, match=r"init\(\)"):
+        repo = Repository(location, **kw)
+    repo.init(user_name="Rick Izzo", user_email="rick@tensorwerk.com", remove_old=True)
+    return repo
+
+
+def images(n: int = 100, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (n, 784), dtype=np.uint8)
+
+
+def test_no_repository_says_init_and_refuses_work(location: str) -> None:
+    with pytest.warns(UserWarning, match=r"init\(\)"):
+        repo = Repository(location)
+    assert not repo.initialized
+    with pytest.raises(RepositoryNotFoundError, match=r"init\(\)"):
+        repo.checkout(write=True)
+    with pytest.raises(RepositoryNotFoundError):
+        repo.log()
+
+
+def test_init_twice_needs_remove_old(location: str, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = new_repo(location)
+    assert "Hangar Repo initialized at:" in capsys.readouterr().out
+    with pytest.raises(FileExistsError):
+        repo.init("a", "b@c")
+    assert Repository(location).initialized
+
+
+def test_tutorial_reprs_are_hangars(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    pad = " " * 16
+    assert repr(co) == (
+        f"Hangar WriterCheckout{pad}\n    Writer       : True{pad}\n    Base Branch  : master"
+        f"{pad}\n    Num Columns  : 0\n"
+    )
+    col = co.add_ndarray_column(name="mnist_training_images", prototype=images(1)[0])
+    assert repr(col) == (
+        f"Hangar FlatSampleWriter {pad}"
+        f"\n    Column Name              : mnist_training_images{pad}"
+        f"\n    Writeable                : True{pad}"
+        f"\n    Column Type              : ndarray{pad}"
+        f"\n    Column Layout            : flat{pad}"
+        f"\n    Schema Type              : fixed_shape{pad}"
+        f"\n    DType                    : uint8{pad}"
+        f"\n    Shape                    : (784,){pad}"
+        f"\n    Number of Samples        : 0{pad}"
+        f"\n    Partial Remote Data Refs : False\n"
+    )
+    assert repr(co.columns) == (
+        f"Hangar Columns{pad}\n    Writeable         : True{pad}\n    Number of Columns : 1"
+        f"{pad}\n    Column Names / Partial Remote References:{pad}"
+        "\n      - mnist_training_images / False"
+    )
+    co.close()
+
+
+def test_tutorial_flow(location: str, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = new_repo(location)
+    trimgs = images(200)
+    trlabels = np.arange(200) % 10
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column(name="mnist_training_images", prototype=trimgs[0])
+    lab = co.add_ndarray_column(name="mnist_training_labels", prototype=np.array([trlabels[0]]))
+    assert co.columns["mnist_training_images"] is col
+    assert co.columns.get("mnist_training_images") is col
+    assert co["mnist_training_images"] is col
+    col["0"] = trimgs[0]
+    col[51] = trimgs[51]
+    co["mnist_training_images", 60] = trimgs[60]
+    assert len(col) == 3
+    assert "hi" not in col
+    assert "0" in col
+    assert 60 in col
+    assert 0 not in col  # '0' and 0 are different keys
+    assert np.array_equal(col["0"], trimgs[0])
+    assert np.array_equal(co["mnist_training_images", 60], trimgs[60])
+    with col, lab:
+        for i in range(len(trimgs)):
+            col[i] = trimgs[i]
+            lab[i] = np.array([trlabels[i]])
+    digest = co.commit("first commit adding training images and labels")
+    assert re.fullmatch(r"a=[0-9a-f]{40}", digest)
+    assert repr(co).endswith("Num Columns  : 2\n")
+    co.close()
+    capsys.readouterr()
+    repo.log()
+    assert capsys.readouterr().out == (
+        f"* {digest} (master) : first commit adding training images and labels\n"
+    )
+    log = repo.log(return_contents=True)
+    assert log["head"] == digest
+    assert log["order"] == [digest]
+    assert log["specs"][digest]["commit_user"] == "Rick Izzo"
+    text = repo.summary(return_contents=True)
+    assert f"|  Commit: {digest} \n" in text
+    assert "|  * Column Name: mnist_training_images \n|    Num Data Pieces: 201 \n" in text
+    assert "|  Number of Named Columns: 2 \n" in text
+    r = repo.checkout()
+    assert r.commit_hash == digest
+    assert repr(r).startswith("Hangar ReaderCheckout")
+    rc = r.columns["mnist_training_images"]
+    assert repr(rc).startswith("Hangar FlatSampleReader ")
+    assert len(rc) == 201
+    for i in (0, 51, 199):
+        assert np.array_equal(rc[i], trimgs[i])
+        assert int(r["mnist_training_labels", i][0]) == trlabels[i]
+    with rc:
+        got = dict(rc.items())
+    assert len(got) == 201
+    assert np.array_equal(got["0"], trimgs[0])
+    with pytest.raises(ReadOnlyError):
+        rc[5] = trimgs[5]
+    with pytest.raises(KeyError):
+        rc["nope"]
+    r.close()
+    with pytest.raises(PermissionError, match="closed"):
+        _ = r.columns
+
+
+@pytest.mark.parametrize(
+    ("kind", "layout", "variable"),
+    [(k, lay, v) for k in ("ndarray", "str", "bytes") for lay in ("flat", "nested")
+     for v in ((False, True) if k == "ndarray" else (True,))],
+)  # fmt: skip
+def test_column_kinds(location: str, kind: str, layout: str, variable: bool) -> None:
+    repo = new_repo(location)
+    nested = layout == "nested"
+    rng = np.random.default_rng(1)
+
+    def sample(i: int) -> Any:
+        if kind == "str":
+            return f"sample {i} ünïcode " * (i % 5 + 1)
+        if kind == "bytes":
+            return bytes(rng.integers(0, 255, i % 37 + 1, dtype=np.uint8))
+        shape = (i % 7 + 1, 3) if variable else (7, 3)
+        return rng.standard_normal(shape).astype(np.float32)
+
+    co = repo.checkout(write=True)
+    if kind == "ndarray":
+        col = co.add_ndarray_column(
+            "c", shape=(7, 3), dtype=np.float32, variable_shape=variable, contains_subsamples=nested
+        )
+    elif kind == "str":
+        col = co.add_str_column("c", contains_subsamples=nested)
+    else:
+        col = co.add_bytes_column("c", contains_subsamples=nested)
+    expected: dict[Any, Any] = {}
+    for i in range(40):
+        key: Any = i if i % 2 else f"k{i}"
+        value = {0: sample(i), "s": sample(i + 1)} if nested else sample(i)
+        expected[key] = value
+        if i < 20:
+            col[key] = value  # journaled one by one
+    with col:
+        for key in list(expected)[20:]:
+            col[key] = expected[key]
+
+    def check(c: Any) -> None:
+        assert len(c) == len(expected)
+        assert set(c.keys()) == set(expected)
+        for key, value in expected.items():
+            got = c[key]
+            if nested:
+                assert set(got.keys()) == set(value)
+                for sk, v in value.items():
+                    _same(got[sk], v)
+            else:
+                _same(got, value)
+
+    check(col)
+    co.commit("all kinds")
+    check(col)
+    co.close()
+    r = repo.checkout()
+    check(r["c"])
+    assert r["c"].column_type == kind
+    assert r["c"].column_layout == layout
+    assert r["c"].schema_type == ("variable_shape" if variable else "fixed_shape")
+    r.close()
+
+
+def _same(got: Any, want: Any) -> None:
+    if isinstance(want, np.ndarray):
+        assert got.dtype == want.dtype
+        assert np.array_equal(got, want)
+    else:
+        assert type(got) is type(want)
+        assert got == want
+
+
+def test_dict_interface(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    col = co.add_str_column("names")
+    col.update({1: "one", "1": "string one"}, two="two")
+    assert col[1] == "one"
+    assert col["1"] == "string one"
+    assert col.get(3) is None
+    assert col.get(3, "x") == "x"
+    assert col.pop("two") == "two"
+    assert "two" not in col
+    with pytest.raises(KeyError):
+        col.pop("two")
+    assert col.pop("two", None) is None
+    del col[1]
+    assert list(col) == ["1"]
+    assert list(col.values()) == ["string one"]
+    with pytest.raises(KeyError):
+        del col["missing"]
+    key = col.append("appended")
+    assert col[key] == "appended"
+    co.commit("dict ops")
+    co.columns.delete("names")
+    assert "names" not in co.columns
+    co.commit("dropped the column")
+    co.close()
+    assert len(repo.checkout().columns) == 0
+
+
+def test_bad_input_is_refused_and_changes_nothing(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("img", shape=(4, 4), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"column 'img', key 1: expected dtype uint8, got float64"):
+        col[1] = np.zeros((4, 4))
+    with pytest.raises(ValueError, match=r"expected shape \(4, 4\), got \(4,\)"):
+        col[1] = np.zeros(4, np.uint8)
+    with pytest.raises(ValueError, match=r"numpy\.ndarray"):
+        col[1] = [[0] * 4] * 4
+    for bad_key in (1.5, None, -1, "", "a\nb", ("t",), b"k"):
+        with pytest.raises(ValueError, match="key"):
+            col[bad_key] = np.zeros((4, 4), np.uint8)
+    with pytest.raises(ValueError, match=r"column 'img', key 'bad'"):
+        col.update({"ok": np.zeros((4, 4), np.uint8), "bad": np.zeros((3, 3), np.uint8)})
+    assert len(col) == 0  # update wrote none of them
+    for bad_name in ("", "has space", "../up", "a/b", "é", "x" * 65):
+        with pytest.raises(ValueError, match="column name"):
+            co.add_str_column(bad_name)
+    with pytest.raises(ValueError, match="already exists"):
+        co.add_str_column("img")
+    with pytest.raises(ValueError, match="prototype"):
+        co.add_ndarray_column("noshape")
+    with pytest.raises(ValueError, match="backend"):
+        co.add_str_column("s", backend="10")
+    co.commit("a column")
+    with pytest.raises(HangarError, match="No changes"):
+        co.commit("nothing")
+    co.close()
+
+
+def test_staged_changes_persist_across_close(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("c", shape=(3,), dtype=np.int16)
+    col[1] = np.array([1, 2, 3], np.int16)
+    with col:
+        col[2] = np.array([4, 5, 6], np.int16)
+    co.close()
+    co = repo.checkout(write=True)
+    assert np.array_equal(co["c", 1], [1, 2, 3])
+    assert np.array_equal(co["c", 2], [4, 5, 6])
+    first = co.commit("staged in two sessions")
+    co["c", 3] = np.array([7, 8, 9], np.int16)
+    assert co.reset_staging_area() == first
+    assert 3 not in co["c"]
+    co.close()
+    r = repo.checkout()
+    assert sorted(r["c"].keys()) == [1, 2]
+
+
+def test_second_writer_is_refused_with_holder(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    with pytest.raises(PermissionError, match=r"Cannot acquire the writer lock") as info:
+        repo.checkout(write=True)
+    assert isinstance(info.value, LockHeldError)
+    assert "Rick Izzo" in str(info.value)
+    assert "until" in str(info.value)
+    co.close()
+    repo.checkout(write=True).close()  # released on close
+
+
+def test_force_release_fences_the_old_writer(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    col = co.add_str_column("s")
+    col["a"] = "x"
+    assert repo.force_release_writer_lock() is True
+    co2 = repo.checkout(write=True)
+    with pytest.raises(PermissionError, match="lost its lease"):
+        col["b"] = "y"
+    with pytest.raises(PermissionError):
+        co.commit("stale")
+    assert co2["s", "a"] == "x"  # the staged write of the old writer was adopted
+    co2.commit("by the new writer")
+    co2.close()
+    co.close()
+
+
+def test_with_form_and_naked_form_mix(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    a = co.add_ndarray_column("a", shape=(2,), dtype=np.float64)
+    with co:
+        for i in range(10):
+            a[i] = np.full(2, i, np.float64)
+        assert np.array_equal(a[3], [3, 3])  # readable inside the block
+        a[3] = np.full(2, 33.0)
+    a[4] = np.full(2, 44.0)
+    co.commit("mixed")
+    co.close()
+    r = repo.checkout()
+    assert np.array_equal(r["a", 3], [33, 33])
+    assert np.array_equal(r["a", 4], [44, 44])
+    assert np.array_equal(r["a", 9], [9, 9])

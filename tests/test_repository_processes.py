@@ -1,0 +1,149 @@
+"""The repository across processes and on a real S3 server: leases, crashes, reopening."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hangar import Repository
+from hangar.exceptions import LockHeldError
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def run_py(code: str, *, wait: bool = True) -> Any:
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-W", "ignore", "-c", textwrap.dedent(code)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+def make_repo(path: str, **kw: Any) -> Repository:
+    repo = Repository(path, exists=False, **kw)
+    repo.init(user_name="Ann", user_email="ann@example.com", remove_old=True)
+    return repo
+
+
+def test_reopen_from_a_fresh_process(tmp_path: Path) -> None:
+    repo = make_repo(str(tmp_path))
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("x", shape=(5,), dtype=np.float32)
+    with col:
+        for i in range(300):
+            col[i] = np.full(5, i, np.float32)
+    digest = co.commit("three hundred")
+    co.close()
+    out = run_py(f"""
+        import json, numpy as np
+        from hangar import Repository
+        repo = Repository({str(tmp_path)!r})
+        r = repo.checkout()
+        col = r["x"]
+        ok = all(np.array_equal(col[i], np.full(5, i, np.float32)) for i in range(300))
+        print(json.dumps([r.commit_hash, len(col), ok]))
+    """)
+    assert json.loads(out) == [digest, 300, True]
+
+
+def test_lease_is_held_across_processes_and_heals_after_kill(tmp_path: Path) -> None:
+    repo = make_repo(str(tmp_path))
+    proc = run_py(f"""
+        import numpy as np, sys, time
+        from hangar import Repository
+        repo = Repository({str(tmp_path)!r})
+        co = repo.checkout(write=True, lease_seconds=3)
+        col = co.add_str_column("s")
+        col["staged-before-crash"] = "survives"
+        print("holding", flush=True)
+        time.sleep(600)
+    """, wait=False)  # fmt: skip
+    assert proc.stdout.readline().strip() == b"holding"
+    with pytest.raises(LockHeldError, match="Ann"):
+        repo.checkout(write=True)
+    proc.send_signal(signal.SIGKILL)  # no close, no atexit
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            co = repo.checkout(write=True)
+            break
+        except LockHeldError:
+            assert time.monotonic() < deadline, "the dead writer's lease never expired"
+            time.sleep(0.5)
+    # the write staged outside a with-block before the crash is there
+    assert co["s", "staged-before-crash"] == "survives"
+    co.commit("after the crash")
+    co.close()
+    assert repo.checkout()["s", "staged-before-crash"] == "survives"
+
+
+def test_force_release_across_processes(tmp_path: Path) -> None:
+    repo = make_repo(str(tmp_path))
+    proc = run_py(f"""
+        import sys
+        from hangar import Repository
+        repo = Repository({str(tmp_path)!r})
+        co = repo.checkout(write=True, lease_seconds=600)
+        col = co.add_str_column("s")
+        print("holding", flush=True)
+        import time
+        time.sleep(2)
+        try:
+            col["late"] = "x"
+            print("WROTE", flush=True)
+        except PermissionError as exc:
+            print("FENCED", type(exc).__name__, flush=True)
+        try:
+            co.commit("stale")
+            print("COMMITTED", flush=True)
+        except PermissionError:
+            print("COMMIT-FENCED", flush=True)
+    """, wait=False)  # fmt: skip
+    assert proc.stdout.readline().strip() == b"holding"
+    assert repo.force_release_writer_lock() is True
+    co = repo.checkout(write=True)
+    out, _ = proc.communicate(timeout=60)
+    assert b"FENCED LeaseLostError" in out
+    assert b"COMMIT-FENCED" in out
+    assert b"COMMITTED" not in out
+    co.close()
+
+
+def test_tutorial_on_seaweedfs(seaweedfs: Any) -> None:
+    bucket = seaweedfs.create_bucket()
+    opts = seaweedfs.storage_options()
+    repo = make_repo(f"s3://{bucket}/mnist", storage_options=opts)
+    rng = np.random.default_rng(3)
+    imgs = rng.integers(0, 255, (500, 784), dtype=np.uint8)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("mnist_training_images", prototype=imgs[0])
+    lab = co.add_ndarray_column("mnist_training_labels", prototype=np.array([0]))
+    col["0"] = imgs[0]
+    with col, lab:
+        for i in range(len(imgs)):
+            col[i] = imgs[i]
+            lab[i] = np.array([i % 10])
+    digest = co.commit("on S3")
+    co.close()
+    again = Repository(f"s3://{bucket}/mnist", storage_options=opts)
+    r = again.checkout()
+    assert r.commit_hash == digest
+    assert len(r["mnist_training_images"]) == 501
+    for i in (0, 250, 499):
+        assert np.array_equal(r["mnist_training_images", i], imgs[i])
+    assert np.array_equal(r["mnist_training_images", "0"], imgs[0])
+    assert "Num Data Pieces: 501" in again.summary(return_contents=True)
