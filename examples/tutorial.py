@@ -1,63 +1,93 @@
-"""The main job, until the Hangar tutorial lands: objects through the store.
+"""Hangar tutorial, part 1, on hangar-cloud: the main job.
 
-Writes and reads objects on a local repository folder the way the rest of
-hangar will: content-addressed chunks with ``put``, a branch ref created with
-``put_if_absent`` and moved with ``replace_if_version``, a stale writer refused.
+The flow of the original Hangar tutorial ("Creating a repository and working
+with data") on a local repository, with 60,000 MNIST-sized images (28x28
+uint8) made from the 1,797 digit images that scikit-learn ships (upscaled,
+shifted a pixel or two and repeated: no download), printing what the
+tutorial prints, with timings.
 
-Run it with ``pip install nox && nox -s tutorial`` (or ``python examples/tutorial.py [PATH]``).
+Run it with ``pip install nox && nox -s tutorial`` or
+``python examples/tutorial.py [PATH]`` (default: a new temporary folder).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 import tempfile
 import time
 
-from hangar.exceptions import VersionConflictError
-from hangar.store import open_store
+import numpy as np
+
+from hangar import Repository
+from hangar.testing.datasets import mnist_like
 
 
 def main(path: str) -> None:
-    store = open_store(path)
-    print(f"store: {store!r}")
+    t = time.perf_counter()
+    trimgs, trlabels = mnist_like()
+    print(f"made {len(trimgs)} MNIST-like images in {time.perf_counter() - t:.2f} s\n")
 
-    # 1. immutable, content-addressed chunks: 64 objects of 256 KiB
-    t0 = time.perf_counter()
-    digests = []
-    for i in range(64):
-        data = bytes([i]) * (256 * 1024)
-        digest = hashlib.blake2b(data, digest_size=20).hexdigest()
-        store.put(f"chunks/{digest[:2]}/{digest}", data)
-        digests.append(digest)
-    took = time.perf_counter() - t0
-    print(f"wrote 64 chunks (16 MiB) in {took:.3f} s ({16 / took:.0f} MiB/s)")
+    repo = Repository(path=path, exists=False)
+    repo.init(user_name="Rick Izzo", user_email="rick@tensorwerk.com", remove_old=True)
 
-    # 2. a branch ref, created once, moved by compare-and-swap
-    ref = "refs/heads/master.json"
-    if store.exists(ref):
-        store.delete(ref)
-    version = store.put_if_absent(ref, json.dumps({"commit": digests[0]}).encode())
-    print(f"created {ref} at version {version}")
-    moved = json.dumps({"commit": digests[1]}).encode()
-    new_version = store.replace_if_version(ref, moved, version)
-    print(f"moved {ref} to version {new_version}")
+    co = repo.checkout(write=True)
+    print(repr(co))
+    print(repr(co.columns))
 
-    # 3. a writer that read the old version loses, and is told so
-    try:
-        store.replace_if_version(ref, b'{"commit": "stale"}', version)
-    except VersionConflictError as exc:
-        print(f"stale writer refused: {exc}")
+    train_col = co.add_ndarray_column(name="mnist_training_images", prototype=trimgs[0])
+    print(repr(train_col))
+    label_col = co.add_ndarray_column(
+        name="mnist_training_labels", prototype=np.array([trlabels[0]])
+    )
 
-    # 4. reads: whole object, one byte range, listing
-    t0 = time.perf_counter()
-    for digest in digests:
-        assert store.get(f"chunks/{digest[:2]}/{digest}")[:1] == bytes([digests.index(digest)])
-    took = time.perf_counter() - t0
-    print(f"read 64 chunks back in {took:.3f} s; ranged read: {store.get_range(ref, 0, 11)!r}")
-    print(f"{sum(1 for _ in store.list('chunks'))} chunk objects, refs: {list(store.list('refs'))}")
+    # dict-style writes, one by one (each is in the staging area when the call returns)
+    train_col["0"] = trimgs[0]
+    train_col[51] = trimgs[51]
+    co["mnist_training_images", 60] = trimgs[60]
+    print("len(train_col) =", len(train_col))
+    print("'hi' in train_col =", "hi" in train_col)
+    print("'0' in train_col =", "0" in train_col)
+    print("60 in train_col =", 60 in train_col)
+    print("train_col['0'] matches:", np.array_equal(train_col["0"], trimgs[0]), "\n")
+
+    # the fast path: a `with` block around the loop, then one commit
+    t = time.perf_counter()
+    with train_col, label_col:
+        for idx, (img, label) in enumerate(zip(trimgs, trlabels, strict=True)):
+            train_col[idx] = img
+            label_col[idx] = np.array([label])
+    digest = co.commit("first commit adding training images and labels")
+    took = time.perf_counter() - t
+    print(f"wrote and committed {len(trimgs)} images and labels in {took:.2f} s "
+          f"({len(trimgs) / took:,.0f} samples/s)")  # fmt: skip
+    print("commit:", digest, "\n")
+    print(repr(co.columns))
+    co.close()
+
+    repo.log()
+    print()
+    repo.summary()
+    print()
+
+    co = repo.checkout()
+    print(repr(co))
+    col = co.columns["mnist_training_images"]
+    t = time.perf_counter()
+    with col:
+        n = sum(1 for _ in col.items())
+    took = time.perf_counter() - t
+    print(f"read all {n} images with items() in {took:.2f} s ({n / took:,.0f} samples/s)")
+    rng = np.random.default_rng(1)
+    keys = rng.integers(0, len(trimgs), 5000).tolist()
+    t = time.perf_counter()
+    for k in keys:
+        col[k]
+    took = time.perf_counter() - t
+    print(f"read 5000 random single samples in {took:.2f} s ({5000 / took:,.0f} samples/s)")
+    assert all(np.array_equal(col[k], trimgs[k]) for k in keys[:100])
+    print(f"repository size: {repo.size_human}")
+    co.close()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="hangar-demo-"))
+    main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="hangar-tutorial-"))

@@ -165,7 +165,7 @@ def test_keys_and_order() -> None:
 
 def test_manifest_segments_round_trip() -> None:
     loc = SampleLocation("c" * 40, 0, 10, "f" * 16, 4, 8)
-    rows = [(k, sk, Entry("d" * 40, loc, (2,) if k == "s" else None))
+    rows = [(k, sk, Entry(b"d" * 8, loc, (2,) if k == "s" else None))
             for k, sk in [(1, None), (2, None), ("1", None), ("s", "x"), ("s", 3)]]  # fmt: skip
     data = encode_segment(rows)
     assert list(decode_segment(data, digest_bytes(data))) == rows

@@ -40,8 +40,8 @@ class Repository:
     ----------
     path
         A local folder (the repository lives in ``<path>/.hangar``, as in
-        Hangar), or a URL: ``s3://bucket/prefix``, ``gs://bucket/prefix``,
-        ``memory://name``.
+        Hangar), a URL: ``s3://bucket/prefix``, ``gs://bucket/prefix``,
+        ``memory://name``, or an open :class:`hangar.store.Store`.
     exists
         If True (default) and there is no repository yet, say that ``init()``
         is needed (a warning); data operations raise until it is called.
@@ -53,20 +53,24 @@ class Repository:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | Store,
         exists: bool = True,
         *,
         storage_options: dict[str, Any] | None = None,
         cache_blocks: int = 4096,
     ) -> None:
-        location = os.fspath(path)
-        if "://" in location and not location.startswith("file://"):
-            root = location
+        if isinstance(path, Store):
+            self._root = path.url
+            self._store: Store = path
         else:
-            local = location[len("file://") :] if location.startswith("file://") else location
-            root = os.path.join(os.path.abspath(os.path.expanduser(local)), ".hangar")
-        self._root = root
-        self._store: Store = open_store(root, **(storage_options or {}))
+            location = os.fspath(path)
+            if "://" in location and not location.startswith("file://"):
+                root = location
+            else:
+                local = location.removeprefix("file://")
+                root = os.path.join(os.path.abspath(os.path.expanduser(local)), ".hangar")
+            self._root = root
+            self._store = open_store(root, **(storage_options or {}))
         self._cache_blocks = cache_blocks
         self._info: RepositoryInfo | None = None
         self._load_info()

@@ -43,8 +43,8 @@ from hangar.store import Store
 
 __all__ = ["StagingArea"]
 
-# a buffered write: column, key, subkey, the pending sample, its journal op
-_Buffered = tuple[ColumnEngine, Key, "Key | None", Pending, list[Any]]
+# a buffered write: column, key, subkey, the pending sample
+_Buffered = tuple[ColumnEngine, Key, "Key | None", Pending]
 
 
 def _kk(key: Key) -> list[Any]:
@@ -121,7 +121,8 @@ class StagingArea:
             elif kind == "set":
                 engine = self.columns[op[1]]
                 key, subkey = _kv(op[2]), (_kv(op[3]) if op[3] is not None else None)
-                digest, shape = op[4], (tuple(op[5]) if op[5] is not None else None)
+                digest = bytes.fromhex(op[4])
+                shape = tuple(op[5]) if op[5] is not None else None
                 slot: Entry | Pending
                 if op[6] is not None:
                     slot = Entry(digest, SampleLocation(*op[6]), shape)
@@ -130,11 +131,28 @@ class StagingArea:
                     raw = np.frombuffer(blob[off : off + n], dtype=engine.schema.np_dtype).copy()
                     slot = Pending(raw, digest, shape)
                 engine.set_slot(key, subkey, slot)
+            elif kind == "setmany":
+                self._replay_setmany(op)
             elif kind == "del":
                 engine = self.columns[op[1]]
                 key, subkey = _kv(op[2]), (_kv(op[3]) if op[3] is not None else None)
                 with contextlib.suppress(KeyError):
                     engine.del_slot(key, subkey)
+
+    def _replay_setmany(self, op: list[Any]) -> None:
+        _, name, keys, subkeys, digests_hex, shapes, locs = op
+        engine = self.columns[name]
+        digests = bytes.fromhex(digests_hex)
+        if subkeys is None:
+            subkeys = [None] * len(keys)
+        if shapes is None:
+            shapes = [None] * len(keys)
+        for i, (key, subkey, loc) in enumerate(
+            zip(keys, subkeys, zip(*locs, strict=True), strict=True)
+        ):
+            shape = tuple(shapes[i]) if shapes[i] is not None else None
+            entry = Entry(digests[8 * i : 8 * i + 8], SampleLocation(*loc), shape)
+            engine.set_slot(key, subkey, entry)
 
     def _write(self, entry: JournalEntry) -> None:
         self.lease.verify()
@@ -166,18 +184,43 @@ class StagingArea:
         self._buffer_depth -= 1
         if self._buffer_depth > 0:
             return
+        self._flush_buffered()
         buffer, self._buffer = self._buffer, None
-        buffered, self._buffered = self._buffered, []
         assert buffer is not None
-        for (_, _, _, _, op), loc in zip(buffered, self._pack(buffered), strict=True):
-            if loc is not None:
-                op[6] = [loc.chunk, loc.block_offset, loc.block_size, loc.block_check,
-                         loc.item_offset, loc.item_nbytes]  # fmt: skip
         if buffer.ops:
             self._write(buffer)
 
+    def _flush_buffered(self) -> None:
+        """Pack the buffered samples and add them to the buffer as one op per column."""
+        assert self._buffer is not None
+        buffered, self._buffered = self._buffered, []
+        located = self._pack(buffered)
+        per_column: dict[str, list[Any]] = {}
+        for (engine, key, subkey, p), loc in zip(buffered, located, strict=True):
+            if loc is None:
+                continue
+            acc = per_column.get(engine.name)
+            if acc is None:
+                acc = per_column[engine.name] = [[], [], [], [], [[] for _ in range(6)]]
+            acc[0].append(key)
+            acc[1].append(subkey)
+            acc[2].append(p.digest)
+            acc[3].append(None if p.shape is None else list(p.shape))
+            for column, value in zip(acc[4], loc, strict=True):
+                column.append(value)
+        for name, (keys, subkeys, digests, shapes, locs) in per_column.items():
+            self._buffer.ops.append([
+                "setmany", name, keys,
+                None if all(s is None for s in subkeys) else subkeys,
+                b"".join(digests).hex(),
+                None if all(s is None for s in shapes) else shapes,
+                locs,
+            ])  # fmt: skip
+
     # --------------------------------------------------------------- writes
     def add_column(self, name: str, schema: ColumnSchema) -> ColumnEngine:
+        if self._buffer is not None:
+            self._flush_buffered()  # keep the journal in the order things happened
         self._emit(["add", name, schema.to_dict()])
         engine = ColumnEngine(name, schema, self.store, None, self.cache)
         self.columns[name] = engine
@@ -185,18 +228,22 @@ class StagingArea:
         return engine
 
     def drop_column(self, name: str) -> None:
+        if self._buffer is not None:
+            self._flush_buffered()
         self._emit(["drop", name])
         del self.columns[name]
         self.schemas_changed = True
 
     def set(self, engine: ColumnEngine, key: Key, subkey: Key | None, pending: Pending) -> None:
-        op: list[Any] = ["set", engine.name, _kk(key), None if subkey is None else _kk(subkey),
-                         pending.digest, None if pending.shape is None else list(pending.shape),
-                         None, None]  # fmt: skip
         if self._buffer is not None:
-            self._buffer.ops.append(op)
-            self._buffered.append((engine, key, subkey, pending, op))
+            # journaled in bulk when the block ends; ops for columns added or dropped
+            # inside the block stay in order before these sets
+            self._buffered.append((engine, key, subkey, pending))
         else:
+            shape = None if pending.shape is None else list(pending.shape)
+            sub = None if subkey is None else _kk(subkey)
+            digest = pending.digest.hex()
+            op: list[Any] = ["set", engine.name, _kk(key), sub, digest, shape, None, None]
             self._emit(op, pending.array)
         engine.set_slot(key, subkey, pending)
 
@@ -226,14 +273,17 @@ class StagingArea:
             for n in positions:
                 packer.add(n, items[n][3].array.reshape(-1))
             packer.seal()
+            index = engine.index
             for tag, loc in packer.take_sealed():
                 idx = cast(int, tag)
-                _, key, subkey, p, _ = items[idx]
+                _, key, subkey, p = items[idx]
                 located[idx] = loc
-                current = engine.index.get(key)
-                slot = current.get(subkey) if engine.nested and current is not None else current
-                if slot is p:  # still the live value of that key
-                    engine.set_slot(key, subkey, Entry(p.digest, loc, p.shape))
+                if engine.nested:
+                    subs = index.get(key)
+                    if subs is not None and subs.get(subkey) is p:
+                        subs[subkey] = Entry(p.digest, loc, p.shape)
+                elif index.get(key) is p:  # still the live value of that key
+                    index[key] = Entry(p.digest, loc, p.shape)
         return located
 
     # --------------------------------------------------------------- commit
@@ -243,7 +293,7 @@ class StagingArea:
         if self._buffer is not None:
             raise RuntimeError("commit inside a `with column:` block; leave the block first")
         pending: list[_Buffered] = [
-            (e, k, sk, p, []) for e in self.columns.values() for k, sk, p in e.pending_items()
+            (e, k, sk, p) for e in self.columns.values() for k, sk, p in e.pending_items()
         ]
         self._pack(pending)
         columns: dict[str, ColumnRecord] = {}

@@ -41,7 +41,9 @@ class Pending:
 
     __slots__ = ("array", "digest", "shape")
 
-    def __init__(self, array: np.ndarray[Any, Any], digest: str, shape: tuple[int, ...] | None):
+    def __init__(
+        self, array: np.ndarray[Any, Any], digest: bytes, shape: tuple[int, ...] | None
+    ) -> None:
         self.array = array
         self.digest = digest
         self.shape = shape
@@ -50,12 +52,17 @@ class Pending:
 Slot = Entry | Pending
 
 
-def sample_digest(array: np.ndarray[Any, Any], variable: bool) -> str:
-    """Content digest of a sample (shape included where shapes vary)."""
-    h = hashlib.blake2b(array.data, digest_size=20)
+def sample_digest(array: np.ndarray[Any, Any], variable: bool) -> bytes:
+    """Content digest of a sample: BLAKE2b-64 (shape included where shapes vary).
+
+    64 bits tell a changed sample from an unchanged one (diff, merge) with a
+    false match chance of 2**-64 per comparison; dedup compares bytes before
+    reusing a chunk's sample, so it does not rely on the digest alone.
+    """
+    h = hashlib.blake2b(array.data, digest_size=8)
     if variable:
         h.update(repr(array.shape).encode())
-    return h.hexdigest()
+    return h.digest()
 
 
 class ColumnEngine:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,11 +39,10 @@ Key = int | str
 SEGMENT_ROWS = 65_536
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One manifest row: a sample (or subsample) and where its bytes are."""
 
-    digest: str
+    digest: bytes  # BLAKE2b-64 of the sample's content
     location: SampleLocation
     shape: tuple[int, ...] | None  # None: the column's fixed shape
 
@@ -94,7 +93,7 @@ _SCHEMA = pa.schema(
         ("key", pa.string()),
         ("subkey_kind", pa.int8()),
         ("subkey", pa.string()),
-        ("digest", pa.string()),
+        ("digest", pa.binary(8)),
         ("chunk", pa.string()),
         ("block_offset", pa.int64()),
         ("block_size", pa.int64()),
@@ -110,21 +109,23 @@ Row = tuple[Key, Key | None, Entry]
 
 def encode_segment(rows: list[Row]) -> bytes:
     """Parquet bytes of rows already sorted by (key, subkey)."""
-    cols: dict[str, list[Any]] = {name: [] for name in _SCHEMA.names}
-    for key, subkey, e in rows:
-        loc = e.location
-        cols["key_kind"].append(_key_kind(key))
-        cols["key"].append(str(key))
-        cols["subkey_kind"].append(None if subkey is None else _key_kind(subkey))
-        cols["subkey"].append(None if subkey is None else str(subkey))
-        cols["digest"].append(e.digest)
-        cols["chunk"].append(loc.chunk)
-        cols["block_offset"].append(loc.block_offset)
-        cols["block_size"].append(loc.block_size)
-        cols["block_check"].append(loc.block_check)
-        cols["item_offset"].append(loc.item_offset)
-        cols["item_nbytes"].append(loc.item_nbytes)
-        cols["shape"].append(None if e.shape is None else list(e.shape))
+    keys, subkeys, entries = zip(*rows, strict=True) if rows else ((), (), ())
+    digests, locs, shapes = zip(*entries, strict=True) if rows else ((), (), ())
+    chunk, boff, bsize, bcheck, ioff, inb = zip(*locs, strict=True) if rows else ((),) * 6
+    cols = {
+        "key_kind": [0 if type(k) is int else 1 for k in keys],
+        "key": [str(k) for k in keys],
+        "subkey_kind": [None if s is None else (0 if type(s) is int else 1) for s in subkeys],
+        "subkey": [None if s is None else str(s) for s in subkeys],
+        "digest": list(digests),
+        "chunk": list(chunk),
+        "block_offset": list(boff),
+        "block_size": list(bsize),
+        "block_check": list(bcheck),
+        "item_offset": list(ioff),
+        "item_nbytes": list(inb),
+        "shape": [None if s is None else list(s) for s in shapes],
+    }
     table = pa.table(cols, schema=_SCHEMA)
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", use_dictionary=True, write_statistics=False)

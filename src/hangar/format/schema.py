@@ -83,7 +83,7 @@ class ColumnSchema:
     shape: tuple[int, ...] | None
     variable_shape: bool
     codecs: tuple[dict[str, Any], ...] = DEFAULT_CODECS
-    block_bytes: int = 32 * 1024
+    block_bytes: int = 64 * 1024
     chunk_bytes: int = 4 * 1024 * 1024
     _np_dtype: np.dtype[Any] = field(init=False, repr=False, compare=False)
 

@@ -1,0 +1,183 @@
+"""The tutorial workload, hangar side by side with plain zarr v3 in the same run.
+
+Data: 60,000 MNIST-like uint8[784] images and int64[1] labels
+(:func:`hangar.testing.datasets.mnist_like`). zarr stores them as two arrays
+with 1,000-sample chunks and the same codec (Blosc zstd level 1, byte
+shuffle). Measured on local disk, and random single-sample reads also on a
+SeaweedFS S3 server (hangar through its store, zarr through s3fs), where the
+number of requests per hangar read is counted.
+
+Run with ``nox -s bench`` (all benchmarks) or ``python bench/bench_tutorial.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from hangar import Repository
+from hangar.store import open_store
+from hangar.testing.counting import CountingStore
+from hangar.testing.datasets import mnist_like
+from hangar.testing.servers import SeaweedFSServer
+
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def du(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def zarr_arrays(store: Any, n: int) -> tuple[Any, Any]:
+    codec = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
+    imgs = zarr.create_array(store, name="images", shape=(n, 784), chunks=(1000, 784),
+                             dtype="uint8", compressors=codec, overwrite=True)  # fmt: skip
+    labels = zarr.create_array(store, name="labels", shape=(n, 1), chunks=(1000, 1),
+                               dtype="int64", compressors=codec, overwrite=True)  # fmt: skip
+    return imgs, labels
+
+
+def hangar_write(repo: Repository, imgs: np.ndarray, labels: np.ndarray) -> float:
+    co = repo.checkout(write=True)
+    a = co.add_ndarray_column("images", prototype=imgs[0])
+    b = co.add_ndarray_column("labels", prototype=labels[:1])
+    lab = [labels[i : i + 1] for i in range(len(labels))]
+
+    def run() -> None:
+        with a, b:
+            for i in range(len(imgs)):
+                a[i] = imgs[i]
+                b[i] = lab[i]
+        co.commit("bench")
+
+    took = timed(run)
+    co.close()
+    return took
+
+
+def row(name: str, hangar: float, other: float, unit: str, better: str) -> str:
+    # > 1: hangar is better (faster, or smaller)
+    ratio = other / hangar if better == "lower" else hangar / other
+    return f"{name:44} {hangar:12.4g} {other:12.4g} {unit:10} {ratio:8.2f}x"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=60_000)
+    ap.add_argument("--no-s3", action="store_true")
+    args = ap.parse_args()
+    n = args.n
+    imgs, labels = mnist_like(n)
+    labels = labels.reshape(n, 1)
+    rng = np.random.default_rng(7)
+    keys = rng.integers(0, n, 2000).tolist()
+    work = tempfile.mkdtemp(prefix="hangar-bench-")
+    lines = []
+    try:
+        # ---------------------------------------------------------- local disk
+        repo = Repository(os.path.join(work, "hangar"), exists=False)
+        repo.init("bench", "bench@example.com", remove_old=True)
+        h_write = hangar_write(repo, imgs, labels)
+        zstore = zarr.storage.LocalStore(os.path.join(work, "zarr"))
+        za, zb = zarr_arrays(zstore, n)
+
+        def zwrite() -> None:
+            za[:] = imgs
+            zb[:] = labels
+
+        z_write = timed(zwrite)
+        lines.append(row("write 60k imgs+labels (hangar: with + commit)", n / h_write,
+                         n / z_write, "samples/s", "higher"))  # fmt: skip
+
+        # naked writes: a subset, each journaled in the store
+        co = repo.checkout(write=True)
+        col = co["images"]
+        m = 2000
+
+        def naked() -> None:
+            for i in range(m):
+                col[n + i] = imgs[i]
+
+        h_naked = timed(naked)
+        co.reset_staging_area()
+        co.close()
+        lines.append(f"{'naked writes, one by one (hangar only)':44} {m / h_naked:12.4g} "
+                     f"{'':12} {'samples/s':10}")  # fmt: skip
+
+        r = repo.checkout()
+        rc = r["images"]
+
+        def items() -> None:
+            with rc:
+                for _ in rc.items():
+                    pass
+
+        h_items = timed(items)
+        z_full = timed(lambda: za[:])
+        lines.append(row("read all images (hangar items(), zarr arr[:])", h_items, z_full,
+                         "seconds", "lower"))  # fmt: skip
+        for k in keys[:200]:  # warm
+            rc[k]
+        h_rand = timed(lambda: [rc[k] for k in keys])
+        z_rand = timed(lambda: [za[k] for k in keys[:200]]) * (len(keys) / 200)
+        lines.append(row("random single-sample reads, warm", len(keys) / h_rand,
+                         len(keys) / z_rand, "samples/s", "higher"))  # fmt: skip
+        r.close()
+        h_size = repo.size_nbytes
+        z_size = du(os.path.join(work, "zarr"))
+        lines.append(row("size on disk", h_size / 1e6, z_size / 1e6, "MB", "lower"))
+
+        # ------------------------------------------------------- SeaweedFS S3
+        if not args.no_s3:
+            with SeaweedFSServer() as server:
+                bucket = server.create_bucket()
+                opts = server.storage_options()
+                counting = CountingStore(open_store(f"s3://{bucket}/hangar", **opts))
+                s3repo = Repository(counting, exists=False)
+                s3repo.init("bench", "bench@example.com")
+                hangar_write(s3repo, imgs, labels)
+                r = s3repo.checkout()
+                rc = r["images"]
+                rc[0]
+                counting.reset()
+                sub = keys[:300]
+                h_s3 = timed(lambda: [rc[k] for k in sub])
+                per = counting.calls["get_range"] / len(sub)
+                others = sum(v for k, v in counting.calls.items() if k != "get_range")
+                zs = zarr.storage.FsspecStore.from_url(f"s3://{bucket}/zarr", storage_options=opts)
+                za3, zb3 = zarr_arrays(zs, n)
+                za3[:] = imgs
+                za3[0]
+                z_s3 = timed(lambda: [za3[k] for k in sub[:60]]) * (len(sub) / 60)
+                lines.append(row("S3 random single-sample reads, cold", len(sub) / h_s3,
+                                 len(sub) / z_s3, "samples/s", "higher"))  # fmt: skip
+                lines.append(f"{'S3 requests per hangar single-sample read':44} {per:12.3g} "
+                             f"{'':12} {'ranged GET':10} (other requests: {others})")  # fmt: skip
+                r.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"tutorial workload, {n} samples; ratio > 1 means hangar is better")
+    head = f"{'measure':44} {'hangar':>12} {'zarr':>12} {'unit':10} {'ratio':>9}"
+    print(head)
+    print("-" * len(head))
+    for line in lines:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""A store wrapper that counts calls: for tests that assert request counts, not timings."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from hangar.store import Buffer, Store, Version
+
+__all__ = ["CountingStore"]
+
+
+class CountingStore(Store):
+    """Forwards every operation to ``inner`` and counts them in :attr:`calls`.
+
+    ``calls`` counts by operation name (``"get_range"``, ``"put"``...);
+    ``bytes_read`` and ``bytes_written`` add up payloads.
+    """
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner.url, inner.storage_options)
+        self.inner = inner
+        self.capabilities = inner.capabilities
+        self.calls: Counter[str] = Counter()
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    def reset(self) -> None:
+        """Zero the counters."""
+        self.calls.clear()
+        self.bytes_read = self.bytes_written = 0
+
+    def _read(self, op: str, data: bytes) -> bytes:
+        self.calls[op] += 1
+        self.bytes_read += len(data)
+        return data
+
+    def _get(self, key: str) -> bytes:
+        return self._read("get", self.inner.get(key))
+
+    def _get_range(self, key: str, start: int, end: int) -> bytes:
+        return self._read("get_range", self.inner.get_range(key, start, end))
+
+    def _get_versioned(self, key: str) -> tuple[bytes, Version]:
+        data, version = self.inner.get_versioned(key)
+        return self._read("get_versioned", data), version
+
+    def _exists(self, key: str) -> bool:
+        self.calls["exists"] += 1
+        return self.inner.exists(key)
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        self.calls["list"] += 1
+        return self.inner.list(prefix)
+
+    def _put(self, key: str, data: Buffer) -> None:
+        self.calls["put"] += 1
+        self.bytes_written += len(data)
+        self.inner.put(key, data)
+
+    def _put_if_absent(self, key: str, data: Buffer) -> Version:
+        self.calls["put_if_absent"] += 1
+        self.bytes_written += len(data)
+        return self.inner.put_if_absent(key, data)
+
+    def _replace_if_version(self, key: str, data: Buffer, version: Version) -> Version:
+        self.calls["replace_if_version"] += 1
+        self.bytes_written += len(data)
+        return self.inner.replace_if_version(key, data, version)
+
+    def _delete(self, key: str) -> None:
+        self.calls["delete"] += 1
+        self.inner.delete(key)
+
+    def _disk_usage(self, prefix: str) -> int:
+        return self.inner.disk_usage(prefix)
+
+    def __reduce__(self) -> Any:
+        return (CountingStore, (self.inner,))
