@@ -160,7 +160,7 @@ def main() -> None:
                 per = counting.calls["get_range"] / len(sub)
                 others = sum(v for k, v in counting.calls.items() if k != "get_range")
                 zs = zarr.storage.FsspecStore.from_url(f"s3://{bucket}/zarr", storage_options=opts)
-                za3, zb3 = zarr_arrays(zs, n)
+                za3, _ = zarr_arrays(zs, n)
                 za3[:] = imgs
                 za3[0]
                 z_s3 = timed(lambda: [za3[k] for k in sub[:60]]) * (len(sub) / 60)
