@@ -24,7 +24,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tutorial(session: nox.Session) -> None:
     """The main job: the example flow on a local repository."""
-    session.install("-e", ".")
+    session.install("-e", ".[tutorial]")
     session.run("python", "examples/tutorial.py", *session.posargs)
 
 
@@ -45,6 +45,7 @@ def mypy(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: prints tables comparing hangar with plain fsspec (and zarr) in one run."""
+    """Benchmarks: tables comparing hangar with plain fsspec and with zarr, in one run."""
     session.install("-e", ".[bench]")
     session.run("python", "bench/bench_store.py", *session.posargs)
+    session.run("python", "bench/bench_tutorial.py")
