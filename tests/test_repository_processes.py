@@ -32,7 +32,7 @@ def run_py(code: str, *, wait: bool = True) -> Any:
     return out.decode()
 
 
-def make_repo(path: str, **kw: Any) -> Repository:
+def make_repo(path: Any, **kw: Any) -> Repository:
     repo = Repository(path, exists=False, **kw)
     repo.init(user_name="Ann", user_email="ann@example.com", remove_old=True)
     return repo
@@ -147,3 +147,29 @@ def test_tutorial_on_seaweedfs(seaweedfs: Any) -> None:
         assert np.array_equal(r["mnist_training_images", i], imgs[i])
     assert np.array_equal(r["mnist_training_images", "0"], imgs[0])
     assert "Num Data Pieces: 501" in again.summary(return_contents=True)
+
+
+def test_single_sample_read_is_one_ranged_get_on_s3(seaweedfs: Any) -> None:
+    from hangar.store import open_store
+    from hangar.testing.counting import CountingStore
+
+    bucket = seaweedfs.create_bucket()
+    counting = CountingStore(open_store(f"s3://{bucket}/r", **seaweedfs.storage_options()))
+    repo = make_repo(counting)
+    imgs = np.random.default_rng(5).integers(0, 255, (2000, 784), dtype=np.uint8)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("images", prototype=imgs[0])
+    with col:
+        for i in range(len(imgs)):
+            col[i] = imgs[i]
+    co.commit("2000 images")
+    co.close()
+    r = repo.checkout()
+    c = r["images"]
+    assert np.array_equal(c[0], imgs[0])  # loads the manifest once
+    counting.reset()
+    keys = list(range(100, 2000, 100))  # each in a different block
+    for k in keys:
+        assert np.array_equal(c[k], imgs[k])
+    assert counting.calls == {"get_range": len(keys)}
+    assert counting.bytes_read < len(keys) * 64 * 1024  # a block each, never a whole chunk

@@ -47,14 +47,6 @@ __all__ = ["StagingArea"]
 _Buffered = tuple[ColumnEngine, Key, "Key | None", Pending]
 
 
-def _kk(key: Key) -> list[Any]:
-    return [0, str(key)] if type(key) is int else [1, key]
-
-
-def _kv(pair: list[Any]) -> Key:
-    return int(pair[1]) if pair[0] == 0 else str(pair[1])
-
-
 class StagingArea:
     """The staged state of one branch, owned by its writer checkout."""
 
@@ -120,7 +112,7 @@ class StagingArea:
                 self.schemas_changed = True
             elif kind == "set":
                 engine = self.columns[op[1]]
-                key, subkey = _kv(op[2]), (_kv(op[3]) if op[3] is not None else None)
+                key, subkey = op[2], op[3]  # JSON keeps 1 and "1" apart
                 digest = bytes.fromhex(op[4])
                 shape = tuple(op[5]) if op[5] is not None else None
                 slot: Entry | Pending
@@ -135,7 +127,7 @@ class StagingArea:
                 self._replay_setmany(op)
             elif kind == "del":
                 engine = self.columns[op[1]]
-                key, subkey = _kv(op[2]), (_kv(op[3]) if op[3] is not None else None)
+                key, subkey = op[2], op[3]
                 with contextlib.suppress(KeyError):
                     engine.del_slot(key, subkey)
 
@@ -241,14 +233,13 @@ class StagingArea:
             self._buffered.append((engine, key, subkey, pending))
         else:
             shape = None if pending.shape is None else list(pending.shape)
-            sub = None if subkey is None else _kk(subkey)
             digest = pending.digest.hex()
-            op: list[Any] = ["set", engine.name, _kk(key), sub, digest, shape, None, None]
+            op: list[Any] = ["set", engine.name, key, subkey, digest, shape, None, None]
             self._emit(op, pending.array)
         engine.set_slot(key, subkey, pending)
 
     def delete(self, engine: ColumnEngine, key: Key, subkey: Key | None) -> None:
-        self._emit(["del", engine.name, _kk(key), None if subkey is None else _kk(subkey)])
+        self._emit(["del", engine.name, key, subkey])
         engine.del_slot(key, subkey)
 
     # ---------------------------------------------------------------- pack
@@ -274,6 +265,7 @@ class StagingArea:
                 packer.add(n, items[n][3].array.reshape(-1))
             packer.seal()
             index = engine.index
+            new = tuple.__new__
             for tag, loc in packer.take_sealed():
                 idx = cast(int, tag)
                 _, key, subkey, p = items[idx]
@@ -281,9 +273,9 @@ class StagingArea:
                 if engine.nested:
                     subs = index.get(key)
                     if subs is not None and subs.get(subkey) is p:
-                        subs[subkey] = Entry(p.digest, loc, p.shape)
+                        subs[subkey] = new(Entry, (p.digest, loc, p.shape))
                 elif index.get(key) is p:  # still the live value of that key
-                    index[key] = Entry(p.digest, loc, p.shape)
+                    index[key] = new(Entry, (p.digest, loc, p.shape))
         return located
 
     # --------------------------------------------------------------- commit

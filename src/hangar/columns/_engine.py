@@ -187,18 +187,24 @@ class ColumnEngine:
 
     # ------------------------------------------------------------- commit
     def _rows_for(self, key: Key) -> list[Row]:
+        """Manifest rows of one key (pending samples must be packed first)."""
         slot = self.index.get(key)
         if slot is None:
             return []
         if self.nested:
-            rows = []
-            for sk in sorted(slot, key=key_order):
-                e = slot[sk]
-                assert isinstance(e, Entry), "pack pending samples before building manifests"
-                rows.append((key, sk, e))
-            return rows
-        assert isinstance(slot, Entry), "pack pending samples before building manifests"
+            return [(key, sk, slot[sk]) for sk in sorted(slot, key=key_order)]
         return [(key, None, slot)]
+
+    def _all_rows(self) -> list[Row]:
+        index = self.index
+        keys = list(index)
+        if all(type(k) is int for k in keys):
+            keys.sort()
+        else:
+            keys.sort(key=key_order)
+        if not self.nested:
+            return [(k, None, index[k]) for k in keys]
+        return [r for k in keys for r in self._rows_for(k)]
 
     def build_record(self) -> ColumnRecord:
         """Manifest segments for the current state, rewriting only segments that changed."""
@@ -207,8 +213,7 @@ class ColumnEngine:
             return ColumnRecord(self.schema, self.base_segments, count)
         segments = list(self.base_segments)
         if not segments:
-            rows = [r for k in sorted(self.index, key=key_order) for r in self._rows_for(k)]
-            return ColumnRecord(self.schema, tuple(self._write_rows(rows)), count)
+            return ColumnRecord(self.schema, tuple(self._write_rows(self._all_rows())), count)
         firsts = [key_order(s.first) for s in segments]
         touched: dict[int, list[Key]] = {}
         for key in self.changed:

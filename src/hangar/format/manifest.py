@@ -52,14 +52,6 @@ def key_order(key: Key) -> tuple[int, Any]:
     return (0, key) if type(key) is int else (1, key)
 
 
-def _key_kind(key: Key) -> int:
-    return 0 if type(key) is int else 1
-
-
-def _key_value(kind: int, text: str) -> Key:
-    return int(text) if kind == 0 else text
-
-
 @dataclass(frozen=True, slots=True)
 class SegmentRef:
     """A commit's reference to one manifest segment."""
@@ -73,26 +65,22 @@ class SegmentRef:
         return {
             "digest": self.digest,
             "rows": self.rows,
-            "first": [_key_kind(self.first), str(self.first)],
-            "last": [_key_kind(self.last), str(self.last)],
+            "first": self.first,  # JSON keeps 1 and "1" apart
+            "last": self.last,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SegmentRef:
-        return cls(
-            d["digest"],
-            int(d["rows"]),
-            _key_value(d["first"][0], d["first"][1]),
-            _key_value(d["last"][0], d["last"][1]),
-        )
+        return cls(d["digest"], int(d["rows"]), d["first"], d["last"])
 
 
 _SCHEMA = pa.schema(
     [
-        ("key_kind", pa.int8()),
-        ("key", pa.string()),
-        ("subkey_kind", pa.int8()),
-        ("subkey", pa.string()),
+        # a key is an int (key_int set) or a str (key_str set): 1 and "1" differ
+        ("key_int", pa.int64()),
+        ("key_str", pa.string()),
+        ("subkey_int", pa.int64()),
+        ("subkey_str", pa.string()),
         ("digest", pa.binary(8)),
         ("chunk", pa.string()),
         ("block_offset", pa.int64()),
@@ -107,26 +95,34 @@ _SCHEMA = pa.schema(
 Row = tuple[Key, Key | None, Entry]
 
 
+def _split_keys(keys: tuple[Any, ...]) -> tuple[list[Any], list[Any]]:
+    ints = [k if type(k) is int else None for k in keys]
+    strs = [k if type(k) is str else None for k in keys]
+    return ints, strs
+
+
 def encode_segment(rows: list[Row]) -> bytes:
     """Parquet bytes of rows already sorted by (key, subkey)."""
     keys, subkeys, entries = zip(*rows, strict=True) if rows else ((), (), ())
     digests, locs, shapes = zip(*entries, strict=True) if rows else ((), (), ())
     chunk, boff, bsize, bcheck, ioff, inb = zip(*locs, strict=True) if rows else ((),) * 6
-    cols = {
-        "key_kind": [0 if type(k) is int else 1 for k in keys],
-        "key": [str(k) for k in keys],
-        "subkey_kind": [None if s is None else (0 if type(s) is int else 1) for s in subkeys],
-        "subkey": [None if s is None else str(s) for s in subkeys],
-        "digest": list(digests),
-        "chunk": list(chunk),
-        "block_offset": list(boff),
-        "block_size": list(bsize),
-        "block_check": list(bcheck),
-        "item_offset": list(ioff),
-        "item_nbytes": list(inb),
-        "shape": [None if s is None else list(s) for s in shapes],
-    }
-    table = pa.table(cols, schema=_SCHEMA)
+    key_int, key_str = _split_keys(keys)
+    sub_int, sub_str = _split_keys(subkeys)
+    arrays = [
+        pa.array(key_int, pa.int64()),
+        pa.array(key_str, pa.string()),
+        pa.array(sub_int, pa.int64()),
+        pa.array(sub_str, pa.string()),
+        pa.array(digests, pa.binary(8)),
+        pa.array(chunk, pa.string()),
+        pa.array(boff, pa.int64()),
+        pa.array(bsize, pa.int64()),
+        pa.array(bcheck, pa.string()),
+        pa.array(ioff, pa.int64()),
+        pa.array(inb, pa.int64()),
+        pa.array(shapes, pa.list_(pa.int64())),
+    ]
+    table = pa.Table.from_arrays(arrays, schema=_SCHEMA)
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", use_dictionary=True, write_statistics=False)
     return sink.getvalue()
@@ -140,21 +136,12 @@ def decode_segment(data: bytes, expected_digest: str | None = None) -> Iterator[
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError) as exc:
         raise CorruptionError(f"manifest segment {expected_digest} is not valid Parquet") from exc
-    c = {name: table.column(name).to_pylist() for name in _SCHEMA.names}
-    for i in range(table.num_rows):
-        key = _key_value(c["key_kind"][i], c["key"][i])
-        sk = c["subkey_kind"][i]
-        subkey = None if sk is None else _key_value(sk, c["subkey"][i])
-        loc = SampleLocation(
-            c["chunk"][i],
-            c["block_offset"][i],
-            c["block_size"][i],
-            c["block_check"][i],
-            c["item_offset"][i],
-            c["item_nbytes"][i],
-        )
-        shape = c["shape"][i]
-        yield key, subkey, Entry(c["digest"][i], loc, None if shape is None else tuple(shape))
+    c = [table.column(name).to_pylist() for name in _SCHEMA.names]
+    new = tuple.__new__
+    for ki, ks, si, ss, digest, chunk, bo, bs, bc, io_, nb, shape in zip(*c, strict=True):
+        loc = new(SampleLocation, (chunk, bo, bs, bc, io_, nb))
+        entry = new(Entry, (digest, loc, None if shape is None else tuple(shape)))
+        yield (ks if ki is None else ki), (ss if si is None else si), entry
 
 
 def split_rows(rows: list[Row], target: int = SEGMENT_ROWS) -> Iterable[list[Row]]:
