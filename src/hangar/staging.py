@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
+from hangar import _gcpause
 from hangar.columns._engine import ColumnEngine, Pending
 from hangar.exceptions import LeaseLostError, VersionConflictError
-from hangar.format.chunks import BlockCache, ChunkPacker, SampleLocation
+from hangar.format.chunks import BlockCache, ChunkPacker, SampleLocation, pack_uniform
 from hangar.format.commits import ColumnRecord, CommitRecord, write_commit
 from hangar.format.lease import Lease
 from hangar.format.manifest import Entry, Key
@@ -170,43 +171,37 @@ class StagingArea:
             self.lease.check()
             self._buffer = JournalEntry()
             self._buffered = []
+            _gcpause.pause()
         self._buffer_depth += 1
 
     def exit(self) -> None:
         self._buffer_depth -= 1
         if self._buffer_depth > 0:
             return
-        self._flush_buffered()
-        buffer, self._buffer = self._buffer, None
-        assert buffer is not None
-        if buffer.ops:
-            self._write(buffer)
+        try:
+            self._flush_buffered()
+            buffer, self._buffer = self._buffer, None
+            assert buffer is not None
+            if buffer.ops:
+                self._write(buffer)
+        finally:
+            self._buffer = None
+            _gcpause.resume()
 
     def _flush_buffered(self) -> None:
         """Pack the buffered samples and add them to the buffer as one op per column."""
         assert self._buffer is not None
         buffered, self._buffered = self._buffered, []
-        located = self._pack(buffered)
-        per_column: dict[str, list[Any]] = {}
-        for (engine, key, subkey, p), loc in zip(buffered, located, strict=True):
-            if loc is None:
-                continue
-            acc = per_column.get(engine.name)
-            if acc is None:
-                acc = per_column[engine.name] = [[], [], [], [], [[] for _ in range(6)]]
-            acc[0].append(key)
-            acc[1].append(subkey)
-            acc[2].append(p.digest)
-            acc[3].append(None if p.shape is None else list(p.shape))
-            for column, value in zip(acc[4], loc, strict=True):
-                column.append(value)
-        for name, (keys, subkeys, digests, shapes, locs) in per_column.items():
+        for engine, group, locs in self._pack(buffered):
+            shapes = [None if it[3].shape is None else list(it[3].shape) for it in group]
             self._buffer.ops.append([
-                "setmany", name, keys,
-                None if all(s is None for s in subkeys) else subkeys,
-                b"".join(digests).hex(),
-                None if all(s is None for s in shapes) else shapes,
-                locs,
+                "setmany",
+                engine.name,
+                [it[1] for it in group],
+                [it[2] for it in group] if engine.nested else None,
+                b"".join([it[3].digest for it in group]).hex(),
+                None if all(sh is None for sh in shapes) else shapes,
+                [list(column) for column in zip(*locs, strict=True)],
             ])  # fmt: skip
 
     # --------------------------------------------------------------- writes
@@ -239,48 +234,76 @@ class StagingArea:
         engine.set_slot(key, subkey, pending)
 
     def delete(self, engine: ColumnEngine, key: Key, subkey: Key | None) -> None:
+        if self._buffer is not None:
+            engine.buffer_deletes = True
         self._emit(["del", engine.name, key, subkey])
         engine.del_slot(key, subkey)
 
     # ---------------------------------------------------------------- pack
-    def _pack(self, items: list[_Buffered]) -> list[SampleLocation | None]:
+    def _pack(
+        self, items: list[_Buffered]
+    ) -> list[tuple[ColumnEngine, list[_Buffered], list[SampleLocation]]]:
         """Pack pending samples into chunks and swap them for entries in their columns.
 
-        Returns each item's location (None for a sample overwritten since).
+        Returns, per column, its items and their locations, in write order.
         """
-        by_engine: dict[str, list[int]] = {}
-        for n, item in enumerate(items):
-            by_engine.setdefault(item[0].name, []).append(n)
-        located: list[SampleLocation | None] = [None] * len(items)
-        for positions in by_engine.values():
-            engine = items[positions[0]][0]
+        groups: dict[str, list[_Buffered]] = {}
+        for item in items:
+            groups.setdefault(item[0].name, []).append(item)
+        out = []
+        for group in groups.values():
+            engine = group[0][0]
             schema = engine.schema
 
             def store_chunk(digest: str, data: bytes) -> None:
                 self.store.put(chunk_key(digest), data)
 
-            packer = ChunkPacker(engine.codec.encode, schema.np_dtype, schema.block_bytes,
-                                 schema.chunk_bytes, store_chunk)  # fmt: skip
-            for n in positions:
-                packer.add(n, items[n][3].array.reshape(-1))
-            packer.seal()
-            index = engine.index
-            new = tuple.__new__
-            for tag, loc in packer.take_sealed():
-                idx = cast(int, tag)
-                _, key, subkey, p = items[idx]
-                located[idx] = loc
+            arrays = [it[3].array for it in group]
+            size = arrays[0].nbytes
+            if all(a.nbytes == size for a in arrays):
+                locs = pack_uniform(arrays, engine.codec.encode, schema.block_bytes,
+                                    schema.chunk_bytes, store_chunk)  # fmt: skip
+            else:
+                packer = ChunkPacker(engine.codec.encode, schema.np_dtype, schema.block_bytes,
+                                     schema.chunk_bytes, store_chunk)  # fmt: skip
+                for n, a in enumerate(arrays):
+                    packer.add(n, a.reshape(-1))
+                packer.seal()
+                placed = dict(packer.take_sealed())
+                locs = [placed[n] for n in range(len(arrays))]
+            self._install(engine, group, locs)
+            out.append((engine, group, locs))
+        return out
+
+    @staticmethod
+    def _install(engine: ColumnEngine, group: list[_Buffered], locs: list[SampleLocation]) -> None:
+        """Replace the pending samples of ``group`` by entries at their locations."""
+        new = tuple.__new__
+        entries = [
+            new(Entry, (it[3].digest, loc, it[3].shape))
+            for it, loc in zip(group, locs, strict=True)
+        ]
+        index = engine.index
+        if not engine.nested and not engine.buffer_deletes:
+            # no deletes since these writes: in write order, the last write of a key wins
+            index.update(zip([it[1] for it in group], entries, strict=True))
+        else:
+            for (_, key, subkey, p), entry in zip(group, entries, strict=True):
                 if engine.nested:
                     subs = index.get(key)
                     if subs is not None and subs.get(subkey) is p:
-                        subs[subkey] = new(Entry, (p.digest, loc, p.shape))
+                        subs[subkey] = entry
                 elif index.get(key) is p:  # still the live value of that key
-                    index[key] = new(Entry, (p.digest, loc, p.shape))
-        return located
+                    index[key] = entry
+        engine.buffer_deletes = False
 
     # --------------------------------------------------------------- commit
     def commit(self, message: str, user_name: str, user_email: str) -> str:
         """Write everything staged as a commit on the branch and return its id."""
+        with _gcpause.gc_paused():
+            return self._commit(message, user_name, user_email)
+
+    def _commit(self, message: str, user_name: str, user_email: str) -> str:
         self.lease.check()
         if self._buffer is not None:
             raise RuntimeError("commit inside a `with column:` block; leave the block first")

@@ -10,10 +10,12 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Iterator
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
+from hangar._gcpause import gc_paused
 from hangar.exceptions import CorruptionError, ObjectNotFoundError
 from hangar.format.chunks import BlockCache, SampleLocation, block_check, digest_bytes
 from hangar.format.codec import BlockCodec
@@ -65,6 +67,9 @@ def sample_digest(array: np.ndarray[Any, Any], variable: bool) -> bytes:
     return h.digest()
 
 
+_BATCH = 4096  # samples read per step of a scan
+
+
 class ColumnEngine:
     """Index and I/O of one column."""
 
@@ -86,6 +91,7 @@ class ColumnEngine:
         self.variable = schema.variable_shape
         self._index: dict[Key, Any] | None = None
         self.changed: set[Key] = set()
+        self.buffer_deletes = False  # a delete happened inside the current with-block
         self.base_count = base.samples if base else 0
 
     # ------------------------------------------------------------- index
@@ -94,13 +100,15 @@ class ColumnEngine:
         """key -> Slot (flat) or key -> {subkey -> Slot} (nested); loaded on first use."""
         if self._index is None:
             index: dict[Key, Any] = {}
-            for seg in self.base_segments:
-                data = self.store.get(manifest_key(seg.digest))
-                for key, subkey, entry in decode_segment(data, seg.digest):
+            with gc_paused():
+                for seg in self.base_segments:
+                    data = self.store.get(manifest_key(seg.digest))
+                    rows = decode_segment(data, seg.digest)
                     if self.nested:
-                        index.setdefault(key, {})[subkey] = entry
+                        for key, subkey, entry in rows:
+                            index.setdefault(key, {})[subkey] = entry
                     else:
-                        index[key] = entry
+                        index.update((key, entry) for key, _, entry in rows)
             self._index = index
         return self._index
 
@@ -115,6 +123,49 @@ class ColumnEngine:
         if isinstance(slot, Pending):
             return self._to_value(slot.array.reshape(-1), slot.shape)
         return self._to_value(self._read_bytes(slot.location), slot.shape)
+
+    def read_many(self, slots: list[Slot]) -> Iterator[Any]:
+        """Values of many slots, in order, reading each chunk they need once, whole.
+
+        For scans (``items()``, ``values()``): one GET per chunk instead of one
+        ranged GET per block.
+        """
+        cache = self.cache
+        blocks: dict[str, set[tuple[int, int, str]]] = {}
+        with gc_paused():
+            for slot in slots:
+                if not isinstance(slot, Pending):
+                    loc = slot.location
+                    if cache.get((loc.chunk, loc.block_offset)) is None:
+                        blocks.setdefault(loc.chunk, set()).add(loc[1:4])
+        read = self.read
+        for start in range(0, len(slots), _BATCH):
+            # the collector is paused while a batch is read, never while the caller runs
+            with gc_paused():
+                batch = []
+                for slot in slots[start : start + _BATCH]:
+                    if not isinstance(slot, Pending):
+                        chunk = slot.location.chunk
+                        wanted = blocks.pop(chunk, None)
+                        if wanted:
+                            self._load_chunk(chunk, wanted)
+                    batch.append(read(slot))
+            yield from batch
+
+    def _load_chunk(self, chunk: str, blocks: set[tuple[int, int, str]]) -> None:
+        try:
+            data = self.store.get(chunk_key(chunk))
+        except ObjectNotFoundError as exc:
+            raise CorruptionError(f"column {self.name!r}: chunk {chunk} is missing") from exc
+        view = memoryview(data)
+        for offset, size, check in sorted(blocks):
+            raw = view[offset : offset + size]
+            if len(raw) != size or block_check(raw) != check:
+                raise CorruptionError(
+                    f"column {self.name!r}: a block of chunk {chunk} does not match its "
+                    "checksum; the data is not returned"
+                )
+            self.cache.put((chunk, offset), self.codec.decode(bytes(raw)))
 
     def _read_bytes(self, loc: SampleLocation) -> np.ndarray[Any, Any]:
         block = self.cache.get((loc.chunk, loc.block_offset))
@@ -203,7 +254,7 @@ class ColumnEngine:
         else:
             keys.sort(key=key_order)
         if not self.nested:
-            return [(k, None, index[k]) for k in keys]
+            return list(zip(keys, repeat(None), map(index.__getitem__, keys)))
         return [r for k in keys for r in self._rows_for(k)]
 
     def build_record(self) -> ColumnRecord:

@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from hangar._gcpause import gc_paused
 from hangar.columns._common import ColumnBase
 from hangar.columns._engine import Pending
 from hangar.exceptions import SampleKeyError
@@ -48,15 +49,16 @@ class FlatSampleReader(ColumnBase):
         yield from list(self._engine.index)
 
     def values(self, local: bool = False) -> Iterator[Any]:
-        """Every sample."""
-        for _, value in self.items(local):
-            yield value
+        """Every sample; each chunk needed is read once, whole."""
+        yield from self._engine.read_many(list(self._engine.index.values()))
 
     def items(self, local: bool = False) -> Iterator[tuple[Key, Any]]:
-        """Every (key, sample) pair."""
-        read = self._engine.read
-        for key, slot in list(self._engine.index.items()):
-            yield key, read(slot)
+        """Every (key, sample) pair; each chunk needed is read once, whole."""
+        index = self._engine.index
+        with gc_paused():
+            keys = list(index)
+            slots = list(index.values())
+        yield from zip(keys, self._engine.read_many(slots), strict=True)
 
 
 class FlatSampleWriter(FlatSampleReader):
