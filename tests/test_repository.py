@@ -343,3 +343,47 @@ def test_with_form_and_naked_form_mix(location: str) -> None:
     assert np.array_equal(r["a", 3], [33, 33])
     assert np.array_equal(r["a", 4], [44, 44])
     assert np.array_equal(r["a", 9], [9, 9])
+
+
+def test_a_damaged_chunk_is_reported_never_returned(tmp_path: Path) -> None:
+    from hangar.exceptions import CorruptionError
+
+    repo = new_repo(str(tmp_path / "r"))
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("c", shape=(100,), dtype=np.uint8)
+    with col:
+        for i in range(50):
+            col[i] = np.full(100, i, np.uint8)
+    co.commit("fifty")
+    co.close()
+    chunks = list((tmp_path / "r" / ".hangar" / "chunks").rglob("*"))
+    chunk = next(p for p in chunks if p.is_file())
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    r = repo.checkout()
+    with pytest.raises(CorruptionError):
+        r["c", 25]
+    with pytest.raises(CorruptionError):
+        list(r["c"].values())
+
+
+def test_gc_pause_nests_and_restores() -> None:
+    import gc
+
+    from hangar._gcpause import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: stays off
+    finally:
+        gc.enable()
