@@ -387,3 +387,16 @@ def test_gc_pause_nests_and_restores() -> None:
         assert not gc.isenabled()  # it was off before: stays off
     finally:
         gc.enable()
+
+
+def test_commit_inside_a_with_block_is_refused(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    col = co.add_str_column("s")
+    with col:
+        col["a"] = "x"
+        with pytest.raises(HangarError, match="leave the block"):
+            co.commit("too early")
+    co.commit("after the block")
+    co.close()
+    assert repo.checkout()["s", "a"] == "x"

@@ -20,7 +20,7 @@ import numpy as np
 
 from hangar import _gcpause
 from hangar.columns._engine import ColumnEngine, Pending
-from hangar.exceptions import LeaseLostError, VersionConflictError
+from hangar.exceptions import HangarError, LeaseLostError, VersionConflictError
 from hangar.format.chunks import BlockCache, ChunkPacker, SampleLocation, pack_uniform
 from hangar.format.commits import ColumnRecord, CommitRecord, write_commit
 from hangar.format.lease import Lease
@@ -306,7 +306,10 @@ class StagingArea:
     def _commit(self, message: str, user_name: str, user_email: str) -> str:
         self.lease.check()
         if self._buffer is not None:
-            raise RuntimeError("commit inside a `with column:` block; leave the block first")
+            raise HangarError(
+                "commit() inside a `with column:` block: leave the block first, so that "
+                "its writes are flushed"
+            )
         pending: list[_Buffered] = [
             (e, k, sk, p) for e in self.columns.values() for k, sk, p in e.pending_items()
         ]
