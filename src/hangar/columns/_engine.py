@@ -32,7 +32,7 @@ from hangar.format.manifest import (
     split_rows,
 )
 from hangar.format.names import chunk_key, manifest_key
-from hangar.format.schema import ColumnSchema
+from hangar.format.schema import ColumnSchema, Where
 from hangar.store import Store
 
 __all__ = ["ColumnEngine", "Pending", "sample_digest"]
@@ -197,7 +197,7 @@ class ColumnEngine:
         return raw.decode("utf-8") if ctype == "str" else raw
 
     # ------------------------------------------------------------- writes
-    def make_pending(self, value: Any, where: str) -> Pending:
+    def make_pending(self, value: Any, where: Where) -> Pending:
         array = self.schema.coerce(value, where)
         shape = array.shape if self.variable and self.schema.column_type == "ndarray" else None
         if self.schema.column_type != "ndarray":

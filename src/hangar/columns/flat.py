@@ -66,10 +66,13 @@ class FlatSampleWriter(FlatSampleReader):
 
     def __setitem__(self, key: Key, value: Any) -> None:
         """Store ``value`` under ``key`` (replacing any sample there)."""
-        staging = self._writer()
-        key = check_key(key)
-        pending = self._engine.make_pending(value, self._where(key))
-        staging.set(self._engine, key, None, pending)
+        staging = self._staging
+        if staging is None:
+            staging = self._writer()  # raises: a read-only column
+        if type(key) is not int or key < 0:
+            key = check_key(key)
+        engine = self._engine
+        staging.set(engine, key, None, engine.make_pending(value, (engine.name, key, None)))
 
     def update(self, other: Mapping[Key, Any] | Iterable[tuple[Key, Any]] | None = None,
                **kwargs: Any) -> None:  # fmt: skip
@@ -82,7 +85,7 @@ class FlatSampleWriter(FlatSampleReader):
         checked: list[tuple[Key, Pending]] = []
         for raw_key, value in items:
             key = check_key(raw_key)
-            checked.append((key, self._engine.make_pending(value, self._where(key))))
+            checked.append((key, self._engine.make_pending(value, (self.column, key, None))))
         with self:
             for key, pending in checked:
                 staging.set(self._engine, key, None, pending)

@@ -102,7 +102,7 @@ class FlatSubsampleWriter(FlatSubsampleReader):
         checked: list[tuple[Key, Pending]] = []
         for raw, value in items:
             sk = check_key(raw, "subsample key")
-            where = f"column {self._engine.name!r}, key {self.sample!r}, subkey {sk!r}"
+            where = (self._engine.name, self.sample, sk)
             checked.append((sk, self._engine.make_pending(value, where)))
         for sk, pending in checked:
             staging.set(self._engine, self.sample, sk, pending)
@@ -202,7 +202,8 @@ class NestedSampleWriter(NestedSampleReader):
             key = check_key(raw)
             for raw_sk, value in subs.items():
                 sk = check_key(raw_sk, "subsample key")
-                checked.append((key, sk, self._engine.make_pending(value, self._where(key, sk))))
+                where = (self.column, key, sk)
+                checked.append((key, sk, self._engine.make_pending(value, where)))
         with self:
             for key, sk, pending in checked:
                 staging.set(self._engine, key, sk, pending)

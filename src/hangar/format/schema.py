@@ -43,6 +43,19 @@ class SampleError(InvalidKeyError):
     """A sample that does not fit its column's schema (a ``ValueError``)."""
 
 
+#: where a sample goes, for error messages: text, or (column, key, subkey)
+Where = str | tuple[str, Any, Any]
+
+
+def _fmt(where: Where) -> str:
+    if isinstance(where, str):
+        return where
+    column, key, subkey = where
+    if subkey is None:
+        return f"column {column!r}, key {key!r}"
+    return f"column {column!r}, key {key!r}, subkey {subkey!r}"
+
+
 def _freeze(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _freeze(v) for k, v in sorted(obj.items())}
@@ -157,7 +170,7 @@ class ColumnSchema:
         return cls(**d)
 
     # ---------------------------------------------------------- validation
-    def coerce(self, value: Any, where: str) -> np.ndarray[Any, Any]:
+    def coerce(self, value: Any, where: Where) -> np.ndarray[Any, Any]:
         """Return ``value`` as the contiguous array to store, or raise :class:`SampleError`.
 
         ``where`` names the column (and key) in the message.
@@ -166,31 +179,41 @@ class ColumnSchema:
             return self._coerce_array(value, where)
         if self.column_type == "str":
             if type(value) is not str:
-                raise SampleError(f"{where}: expected a str sample, got {type(value).__name__}")
+                raise SampleError(
+                    f"{_fmt(where)}: expected a str sample, got {type(value).__name__}"
+                )
             return np.frombuffer(value.encode("utf-8"), dtype=np.uint8)
         if type(value) is not bytes:
-            raise SampleError(f"{where}: expected a bytes sample, got {type(value).__name__}")
+            raise SampleError(f"{_fmt(where)}: expected a bytes sample, got {type(value).__name__}")
         return np.frombuffer(value, dtype=np.uint8)
 
-    def _coerce_array(self, value: Any, where: str) -> np.ndarray[Any, Any]:
+    def _coerce_array(self, value: Any, where: Where) -> np.ndarray[Any, Any]:
+        # the hot path of every write: one type check, one dtype check, one shape check
+        if (
+            type(value) is np.ndarray
+            and value.dtype == self._np_dtype
+            and value.shape == self.shape
+            and value.flags.c_contiguous
+        ):
+            return value
         if not isinstance(value, np.ndarray):
             raise SampleError(
-                f"{where}: expected a numpy.ndarray sample, got {type(value).__name__}"
+                f"{_fmt(where)}: expected a numpy.ndarray sample, got {type(value).__name__}"
             )
         if value.dtype != self._np_dtype:
-            raise SampleError(f"{where}: expected dtype {self.dtype}, got {value.dtype}")
+            raise SampleError(f"{_fmt(where)}: expected dtype {self.dtype}, got {value.dtype}")
         shape = self.shape
         assert shape is not None
         if value.shape != shape:
             if not self.variable_shape:
-                raise SampleError(f"{where}: expected shape {shape}, got {value.shape}")
+                raise SampleError(f"{_fmt(where)}: expected shape {shape}, got {value.shape}")
             if value.ndim != len(shape):
                 raise SampleError(
-                    f"{where}: expected rank {len(shape)} (max shape {shape}), "
+                    f"{_fmt(where)}: expected rank {len(shape)} (max shape {shape}), "
                     f"got shape {value.shape}"
                 )
             if any(v > m for v, m in zip(value.shape, shape, strict=True)):
-                raise SampleError(f"{where}: shape {value.shape} exceeds max shape {shape}")
+                raise SampleError(f"{_fmt(where)}: shape {value.shape} exceeds max shape {shape}")
         out: np.ndarray[Any, Any] = value
         if not out.flags.c_contiguous:
             out = np.ascontiguousarray(out)
