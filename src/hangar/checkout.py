@@ -91,6 +91,22 @@ class _CheckoutBase:
     def _ipython_key_completions_(self) -> list[str]:
         return self.keys()
 
+    _repo: Repository
+
+    def _log_start(self) -> tuple[str | None, str | None]:
+        """(branch, commit) the log starts from when neither is given."""
+        raise NotImplementedError
+
+    def log(self, branch: str | None = None, commit: str | None = None, *,
+            return_contents: bool = False, show_time: bool = False,
+            show_user: bool = False) -> dict[str, Any] | None:  # fmt: skip
+        """The commit log from this checkout (see :meth:`Repository.log`)."""
+        self._alive()
+        if branch is None and commit is None:
+            branch, commit = self._log_start()
+        return self._repo.log(branch, commit, return_contents=return_contents,
+                              show_time=show_time, show_user=show_user)  # fmt: skip
+
     def __enter__(self) -> Any:
         self._alive()
         return self
@@ -129,15 +145,8 @@ class ReaderCheckout(_CheckoutBase):
         self._alive()
         return self._commit
 
-    def log(self, branch: str | None = None, commit: str | None = None, *,
-            return_contents: bool = False, show_time: bool = False,
-            show_user: bool = False) -> dict[str, Any] | None:  # fmt: skip
-        """The commit log from this checkout's commit (see :meth:`Repository.log`)."""
-        self._alive()
-        if branch is None and commit is None:
-            commit = self._commit
-        return self._repo.log(branch, commit, return_contents=return_contents,
-                              show_time=show_time, show_user=show_user)  # fmt: skip
+    def _log_start(self) -> tuple[str | None, str | None]:
+        return None, self._commit
 
     def close(self) -> None:
         """Release this checkout's memory; later use raises PermissionError."""
@@ -186,6 +195,9 @@ class WriterCheckout(_CheckoutBase):
         """The branch this checkout writes."""
         self._alive()
         return self._branch
+
+    def _log_start(self) -> tuple[str | None, str | None]:
+        return self._branch, None
 
     @property
     def commit_hash(self) -> str | None:
@@ -330,16 +342,6 @@ class WriterCheckout(_CheckoutBase):
         self._alive()
         self._staging.reset()
         return self._staging.base_commit
-
-    def log(self, branch: str | None = None, commit: str | None = None, *,
-            return_contents: bool = False, show_time: bool = False,
-            show_user: bool = False) -> dict[str, Any] | None:  # fmt: skip
-        """The commit log of this branch (see :meth:`Repository.log`)."""
-        self._alive()
-        if branch is None and commit is None:
-            branch = self._branch
-        return self._repo.log(branch, commit, return_contents=return_contents,
-                              show_time=show_time, show_user=show_user)  # fmt: skip
 
     def close(self) -> None:
         """Release the branch's lease; staged changes stay for the next writer."""

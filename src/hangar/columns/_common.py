@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,7 +13,17 @@ if TYPE_CHECKING:
     from hangar.columns._engine import ColumnEngine
     from hangar.staging import StagingArea
 
-__all__ = ["ColumnBase"]
+__all__ = ["ColumnBase", "collect_items"]
+
+
+def collect_items(other: Any, kwargs: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """The (key, value) pairs of ``update(other, **kwargs)``, as ``dict.update`` takes them."""
+    items: list[tuple[Any, Any]] = []
+    if other is not None:
+        items.extend(other.items() if isinstance(other, Mapping) else other)
+    items.extend(kwargs.items())
+    return items
+
 
 _PAD = " " * 16
 
@@ -115,6 +126,27 @@ class ColumnBase:
 
     def _ipython_key_completions_(self) -> list[Any]:
         return list(self._engine.index)
+
+    # ------------------------------------------------------ mapping basics
+    def __len__(self) -> int:
+        return len(self._engine)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._engine.index
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.keys())
+
+    def keys(self, local: bool = False) -> Iterator[Any]:
+        """Every sample key (a snapshot: safe to change the column while iterating)."""
+        yield from list(self._engine.index)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """``self[key]``, or ``default`` if there is no such sample."""
+        try:
+            return self[key]  # type: ignore[index]
+        except KeyError:
+            return default
 
     # -------------------------------------------------------------- checks
     def _writer(self) -> StagingArea:

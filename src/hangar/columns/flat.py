@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from hangar._gcpause import gc_paused
-from hangar.columns._common import ColumnBase
+from hangar.columns._common import ColumnBase, collect_items
 from hangar.columns._engine import Pending
 from hangar.exceptions import SampleKeyError
 from hangar.format.manifest import Key, check_key
@@ -20,15 +20,6 @@ _MISSING = object()
 class FlatSampleReader(ColumnBase):
     """Read access to a flat column, with the interface of a ``dict``."""
 
-    def __len__(self) -> int:
-        return len(self._engine)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._engine.index
-
-    def __iter__(self) -> Iterator[Key]:
-        return iter(self.keys())
-
     def __getitem__(self, key: Key) -> Any:
         """The sample stored under ``key``; KeyError if there is none."""
         try:
@@ -36,17 +27,6 @@ class FlatSampleReader(ColumnBase):
         except KeyError:
             raise SampleKeyError(f"no sample {key!r} in column {self.column!r}") from None
         return self._engine.read(slot)
-
-    def get(self, key: Key, default: Any = None) -> Any:
-        """The sample under ``key``, or ``default``."""
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def keys(self, local: bool = False) -> Iterator[Key]:
-        """Every sample key (a snapshot: safe to change the column while iterating)."""
-        yield from list(self._engine.index)
 
     def values(self, local: bool = False) -> Iterator[Any]:
         """Every sample; each chunk needed is read once, whole."""
@@ -78,10 +58,7 @@ class FlatSampleWriter(FlatSampleReader):
                **kwargs: Any) -> None:  # fmt: skip
         """Store many samples; if any is invalid, none is stored."""
         staging = self._writer()
-        items: list[tuple[Key, Any]] = []
-        if other is not None:
-            items.extend(other.items() if isinstance(other, Mapping) else other)
-        items.extend(kwargs.items())
+        items = collect_items(other, kwargs)
         checked: list[tuple[Key, Pending]] = []
         for raw_key, value in items:
             key = check_key(raw_key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from hangar.columns._common import ColumnBase
+from hangar.columns._common import ColumnBase, collect_items
 from hangar.columns._engine import ColumnEngine, Pending
 from hangar.exceptions import ReadOnlyError, SampleKeyError
 from hangar.format.manifest import Key, check_key
@@ -95,10 +95,7 @@ class FlatSubsampleWriter(FlatSubsampleReader):
                **kwargs: Any) -> None:  # fmt: skip
         """Store many subsamples; if any is invalid, none is stored."""
         staging = self._staging_area()
-        items: list[tuple[Key, Any]] = []
-        if other is not None:
-            items.extend(other.items() if isinstance(other, Mapping) else other)
-        items.extend(kwargs.items())
+        items = collect_items(other, kwargs)
         checked: list[tuple[Key, Pending]] = []
         for raw, value in items:
             sk = check_key(raw, "subsample key")
@@ -139,28 +136,10 @@ class NestedSampleReader(ColumnBase):
         """Subsamples across every sample."""
         return sum(len(v) for v in self._engine.index.values())
 
-    def __len__(self) -> int:
-        return len(self._engine)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._engine.index
-
-    def __iter__(self) -> Iterator[Key]:
-        return iter(self.keys())
-
     def __getitem__(self, key: Key) -> FlatSubsampleReader:
         if key not in self._engine.index:
             raise SampleKeyError(f"no sample {key!r} in column {self.column!r}")
         return self._sub(self._engine, self._staging, key)
-
-    def get(self, key: Key, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def keys(self, local: bool = False) -> Iterator[Key]:
-        yield from list(self._engine.index)
 
     def values(self, local: bool = False) -> Iterator[FlatSubsampleReader]:
         for key in self.keys():
