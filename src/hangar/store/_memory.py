@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from fsspec.implementations.memory import MemoryFileSystem
+from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 
 from hangar.exceptions import AlreadyExistsError, VersionConflictError
 
@@ -62,9 +62,11 @@ class MemoryStore(Store):
         return Version(str(known[1]))
 
     def _store(self, key: str, data: Buffer) -> Any:
+        # straight into fsspec's memory store: what pipe_file ends in, without open()
         path = self._path(key)
-        self._fs.pipe_file(path, bytes(data))
-        return self._fs.store[path]
+        f = MemoryFile(self._fs, path, bytes(data))
+        self._fs.store[path] = f
+        return f
 
     # --------------------------------------------------------------- reads
     def _get(self, key: str) -> bytes:
