@@ -94,6 +94,13 @@ _SCHEMA = pa.schema(
 
 Row = tuple[Key, Key | None, Entry]
 
+# integer columns that grow or repeat in steps are delta-encoded (sequential int keys
+# cost next to nothing); the others are dictionary-encoded
+_DELTA_COLUMNS = dict.fromkeys(
+    ["key_int", "subkey_int", "block_offset", "item_offset"], "DELTA_BINARY_PACKED"
+)
+_DICTIONARY_COLUMNS = [name for name in _SCHEMA.names if name not in _DELTA_COLUMNS]
+
 
 def _split_keys(keys: tuple[Any, ...]) -> tuple[list[Any], list[Any]]:
     ints = [k if type(k) is int else None for k in keys]
@@ -124,7 +131,14 @@ def encode_segment(rows: list[Row]) -> bytes:
     ]
     table = pa.Table.from_arrays(arrays, schema=_SCHEMA)
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", use_dictionary=True, write_statistics=False)
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        use_dictionary=_DICTIONARY_COLUMNS,
+        column_encoding=_DELTA_COLUMNS,
+        write_statistics=False,
+    )
     return sink.getvalue()
 
 
