@@ -139,17 +139,33 @@ class ColumnEngine:
                     if cache.get((loc.chunk, loc.block_offset)) is None:
                         blocks.setdefault(loc.chunk, set()).add(loc[1:4])
         read = self.read
+        ndarray = self.schema.column_type == "ndarray"
+        fixed = self.schema.shape
         for start in range(0, len(slots), _BATCH):
             # the collector is paused while a batch is read, never while the caller runs
             with gc_paused():
                 batch = []
+                last: tuple[str, int] | None = None
+                block: Any = None
                 for slot in slots[start : start + _BATCH]:
-                    if not isinstance(slot, Pending):
-                        chunk = slot.location.chunk
-                        wanted = blocks.pop(chunk, None)
-                        if wanted:
-                            self._load_chunk(chunk, wanted)
-                    batch.append(read(slot))
+                    if isinstance(slot, Pending):
+                        batch.append(read(slot))
+                        continue
+                    loc = slot[1]
+                    wanted = blocks.pop(loc[0], None)
+                    if wanted:
+                        self._load_chunk(loc[0], wanted)
+                    if not ndarray:
+                        batch.append(read(slot))
+                        continue
+                    # samples of one block come one after another: slice it directly
+                    if last is None or last[0] != loc[0] or last[1] != loc[1]:
+                        block = self._block(loc)
+                        last = (loc[0], loc[1])
+                    size = block.itemsize
+                    first = loc[4] // size
+                    shape = slot[2] if slot[2] is not None else fixed
+                    batch.append(block[first : first + loc[5] // size].reshape(shape).copy())
             yield from batch
 
     def _load_chunk(self, chunk: str, blocks: set[tuple[int, int, str]]) -> None:
@@ -168,6 +184,13 @@ class ColumnEngine:
             self.cache.put((chunk, offset), self.codec.decode(bytes(raw)))
 
     def _read_bytes(self, loc: SampleLocation) -> np.ndarray[Any, Any]:
+        block = self._block(loc)
+        itemsize = block.itemsize
+        start = loc.item_offset // itemsize
+        return block[start : start + loc.item_nbytes // itemsize]
+
+    def _block(self, loc: SampleLocation) -> np.ndarray[Any, Any]:
+        """The decoded block holding ``loc``: from the cache, or one ranged read."""
         block = self.cache.get((loc.chunk, loc.block_offset))
         if block is None:
             key = chunk_key(loc.chunk)
@@ -184,9 +207,7 @@ class ColumnEngine:
                 )
             block = self.codec.decode(raw)
             self.cache.put((loc.chunk, loc.block_offset), block)
-        itemsize = block.itemsize
-        start = loc.item_offset // itemsize
-        return block[start : start + loc.item_nbytes // itemsize]
+        return block
 
     def _to_value(self, flat: np.ndarray[Any, Any], shape: tuple[int, ...] | None) -> Any:
         ctype = self.schema.column_type
