@@ -123,6 +123,7 @@ class StagingArea:
                     off, n = op[7]
                     raw = np.frombuffer(blob[off : off + n], dtype=engine.schema.np_dtype).copy()
                     slot = Pending(raw, digest, shape)
+                    engine.unpacked = True
                 engine.set_slot(key, subkey, slot)
             elif kind == "setmany":
                 self._replay_setmany(op)
@@ -231,6 +232,7 @@ class StagingArea:
             digest = pending.digest.hex()
             op: list[Any] = ["set", engine.name, key, subkey, digest, shape, None, None]
             self._emit(op, pending.array)
+            engine.unpacked = True
         engine.set_slot(key, subkey, pending)
 
     def delete(self, engine: ColumnEngine, key: Key, subkey: Key | None) -> None:
@@ -314,6 +316,8 @@ class StagingArea:
             (e, k, sk, p) for e in self.columns.values() for k, sk, p in e.pending_items()
         ]
         self._pack(pending)
+        for engine in self.columns.values():
+            engine.unpacked = False
         columns: dict[str, ColumnRecord] = {}
         for name, engine in sorted(self.columns.items()):
             columns[name] = engine.build_record()

@@ -92,6 +92,7 @@ class ColumnEngine:
         self._index: dict[Key, Any] | None = None
         self.changed: set[Key] = set()
         self.buffer_deletes = False  # a delete happened inside the current with-block
+        self.unpacked = False  # samples written outside with-blocks wait to be packed
         self.base_count = base.samples if base else 0
 
     # ------------------------------------------------------------- index
@@ -246,6 +247,8 @@ class ColumnEngine:
 
     def pending_items(self) -> Iterator[tuple[Key, Key | None, Pending]]:
         """Every pending sample, for packing into chunks."""
+        if not self.unpacked:
+            return
         for key in self.changed:
             slot = self.index.get(key)
             if slot is None:
