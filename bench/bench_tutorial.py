@@ -80,13 +80,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=60_000)
     ap.add_argument("--no-s3", action="store_true")
+    ap.add_argument(
+        "--dir", default=None, help="where the local repositories go (default: a temp dir)"
+    )
     args = ap.parse_args()
     n = args.n
     imgs, labels = mnist_like(n)
     labels = labels.reshape(n, 1)
     rng = np.random.default_rng(7)
     keys = rng.integers(0, n, 2000).tolist()
-    work = tempfile.mkdtemp(prefix="hangar-bench-")
+    work = tempfile.mkdtemp(prefix="hangar-bench-", dir=args.dir)
     lines = []
     try:
         # ---------------------------------------------------------- local disk
