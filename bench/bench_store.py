@@ -56,17 +56,18 @@ class Row:
 
 def interleave(a: Callable[[int], Any], b: Callable[[int], Any] | None, n: int, reps: int = 3
                ) -> tuple[list[float], list[float] | None]:  # fmt: skip
-    """Time ``a`` and ``b`` alternately, one call each in turn, so drift hits both alike."""
+    """Time ``a`` and ``b`` alternately, swapping which goes first each time, so that
+    drift and any first-of-a-pair effect hit both alike."""
     ta: list[float] = []
     tb: list[float] | None = [] if b is not None else None
     for i in range(n * reps):
-        t = time.perf_counter()
-        a(i)
-        ta.append(time.perf_counter() - t)
-        if b is not None and tb is not None:
+        pair = [(a, ta), (b, tb)] if i % 2 == 0 else [(b, tb), (a, ta)]
+        for fn, out in pair:
+            if fn is None or out is None:
+                continue
             t = time.perf_counter()
-            b(i)
-            tb.append(time.perf_counter() - t)
+            fn(i)
+            out.append(time.perf_counter() - t)
     return ta, tb
 
 
