@@ -400,3 +400,24 @@ def test_commit_inside_a_with_block_is_refused(location: str) -> None:
     co.commit("after the block")
     co.close()
     assert repo.checkout()["s", "a"] == "x"
+
+
+def test_writer_dying_between_ref_and_journal_reset_loses_nothing(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("c", shape=(2,), dtype=np.int32)
+    with col:
+        for i in range(10):
+            col[i] = np.array([i, i], np.int32)
+    co._staging._reset_journal = lambda base_commit: None  # type: ignore[method-assign]
+    digest = co.commit("the ref moves, then the writer dies")
+    repo.force_release_writer_lock()  # the dead writer's lease
+    co2 = repo.checkout(write=True)
+    assert co2.commit_hash == digest
+    assert len(co2["c"]) == 10  # the leftover journal replays onto the new head harmlessly
+    assert np.array_equal(co2["c", 7], [7, 7])
+    co2["c", 10] = np.array([10, 10], np.int32)
+    co2.commit("next")
+    co2.close()
+    r = repo.checkout()
+    assert sorted(r["c"].keys()) == list(range(11))

@@ -106,6 +106,11 @@ class StagingArea:
             kind = op[0]
             if kind == "add":
                 schema = ColumnSchema.from_dict(op[2])
+                existing = self.columns.get(op[1])
+                if existing is not None and existing.schema == schema:
+                    # a writer that crashed between moving the ref and resetting the
+                    # journal left this entry: the column is already in the base
+                    continue
                 self.columns[op[1]] = ColumnEngine(op[1], schema, self.store, None, self.cache)
                 self.schemas_changed = True
             elif kind == "drop":
