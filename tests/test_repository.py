@@ -421,3 +421,25 @@ def test_writer_dying_between_ref_and_journal_reset_loses_nothing(location: str)
     co2.close()
     r = repo.checkout()
     assert sorted(r["c"].keys()) == list(range(11))
+
+
+def test_read_only_objects_pickle_and_writers_refuse(tmp_path: Path) -> None:
+    import pickle
+
+    repo = new_repo(str(tmp_path / "r"))
+    co = repo.checkout(write=True)
+    col = co.add_str_column("s")
+    col["a"] = "x"
+    with pytest.raises(PermissionError, match="pickled"):
+        pickle.dumps(co)
+    with pytest.raises(PermissionError, match="pickled"):
+        pickle.dumps(col)
+    co.commit("one")
+    co.close()
+    r = repo.checkout()
+    again = pickle.loads(pickle.dumps(r))
+    assert again.commit_hash == r.commit_hash
+    assert again["s", "a"] == "x"
+    column = pickle.loads(pickle.dumps(r["s"]))
+    assert column["a"] == "x"
+    assert not column.iswriteable

@@ -22,7 +22,7 @@ from hangar.staging import StagingArea
 if TYPE_CHECKING:
     from hangar.repository import Repository
 
-__all__ = ["ReaderCheckout", "WriterCheckout"]
+__all__ = ["ReaderCheckout", "WriterCheckout", "reopen_checkout", "reopen_column"]
 
 _PAD = " " * 16
 _CLOSED = (
@@ -127,8 +127,12 @@ class ReaderCheckout(_CheckoutBase):
             name: ColumnEngine(name, rec.schema, repo._store, rec, cache)
             for name, rec in record.columns.items()
         }
-        self._columns = Columns(lambda: self._engines, None)
+        self._columns = Columns(lambda: self._engines, None, origin=(repo._store, commit))
         atexit.register(self.close)
+
+    def __reduce__(self) -> Any:
+        """Pickles as (store location, commit): a worker process reopens the same view."""
+        return (reopen_checkout, (self._repo._store, self._commit))
 
     def __repr__(self) -> str:
         self._alive()
@@ -353,3 +357,16 @@ class WriterCheckout(_CheckoutBase):
         self._columns = None
         self._lease.release()
         atexit.unregister(self.close)
+
+
+def reopen_checkout(store: Any, commit: str) -> ReaderCheckout:
+    """Unpickle a read-only checkout: open ``commit`` of the repository in ``store``."""
+    from hangar.repository import Repository
+
+    checkout: ReaderCheckout = Repository(store).checkout(commit=commit)
+    return checkout
+
+
+def reopen_column(store: Any, commit: str, name: str) -> Any:
+    """Unpickle a read-only column."""
+    return reopen_checkout(store, commit).columns[name]

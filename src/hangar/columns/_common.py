@@ -34,9 +34,15 @@ class ColumnBase:
     _engine: ColumnEngine
     _staging: StagingArea | None
 
-    def __init__(self, engine: ColumnEngine, staging: StagingArea | None) -> None:
+    def __init__(
+        self,
+        engine: ColumnEngine,
+        staging: StagingArea | None,
+        origin: tuple[Any, str] | None = None,
+    ) -> None:
         self._engine = engine
         self._staging = staging
+        self._origin = origin  # (store, commit) of a read-only checkout: how to reopen it
         self._enter_count = 0
 
     # --------------------------------------------------------- properties
@@ -181,7 +187,13 @@ class ColumnBase:
             self._staging.exit()
 
     def __reduce__(self) -> Any:
-        raise ReadOnlyError(
-            f"column {self.column!r} cannot be pickled; pickle a read-only checkout's "
-            "repository location and commit instead"
-        )
+        """A read-only column pickles as (store location, commit, name): workers reopen it."""
+        if self._staging is not None or self._origin is None:
+            raise ReadOnlyError(
+                f"column {self.column!r} of a writer checkout cannot be pickled: commit, "
+                "then pass a read-only checkout's column to workers"
+            )
+        from hangar.checkout import reopen_column
+
+        store, commit = self._origin
+        return (reopen_column, (store, commit, self.column))

@@ -17,11 +17,13 @@ Column = FlatSampleReader | NestedSampleReader
 _PAD = " " * 16
 
 
-def make_column(engine: ColumnEngine, staging: StagingArea | None) -> Column:
+def make_column(
+    engine: ColumnEngine, staging: StagingArea | None, origin: tuple[Any, str] | None = None
+) -> Column:
     """The user-facing object for a column engine."""
     if engine.nested:
-        return (NestedSampleWriter if staging else NestedSampleReader)(engine, staging)
-    return (FlatSampleWriter if staging else FlatSampleReader)(engine, staging)
+        return (NestedSampleWriter if staging else NestedSampleReader)(engine, staging, origin)
+    return (FlatSampleWriter if staging else FlatSampleReader)(engine, staging, origin)
 
 
 class Columns:
@@ -32,10 +34,12 @@ class Columns:
         engines: Callable[[], dict[str, ColumnEngine]],
         staging: StagingArea | None,
         on_delete: Callable[[str], None] | None = None,
+        origin: tuple[Any, str] | None = None,
     ) -> None:
         self._engines = engines
         self._staging = staging
         self._on_delete = on_delete
+        self._origin = origin
         self._objects: dict[str, tuple[ColumnEngine, Column]] = {}
 
     def _column(self, name: str) -> Column:
@@ -45,7 +49,7 @@ class Columns:
             raise SampleKeyError(f"no column named {name!r}; columns: {sorted(engines)}")
         cached = self._objects.get(name)
         if cached is None or cached[0] is not engine:
-            cached = (engine, make_column(engine, self._staging))
+            cached = (engine, make_column(engine, self._staging, self._origin))
             self._objects[name] = cached
         return cached[1]
 
