@@ -443,3 +443,21 @@ def test_read_only_objects_pickle_and_writers_refuse(tmp_path: Path) -> None:
     column = pickle.loads(pickle.dumps(r["s"]))
     assert column["a"] == "x"
     assert not column.iswriteable
+
+
+def test_reusing_one_array_for_many_writes_stores_each_value(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("c", shape=(3,), dtype=np.int64)
+    buf = np.zeros(3, np.int64)
+    with col:
+        for i in range(5):
+            buf[:] = i
+            col[i] = buf  # the same object every time
+    buf[:] = 99
+    col[5] = buf  # outside a block: journaled now
+    buf[:] = -1  # changed after the write returned
+    co.commit("reused buffer")
+    co.close()
+    r = repo.checkout()
+    assert [int(r["c", i][0]) for i in range(6)] == [0, 1, 2, 3, 4, 99]

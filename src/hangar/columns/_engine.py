@@ -221,6 +221,10 @@ class ColumnEngine:
     # ------------------------------------------------------------- writes
     def make_pending(self, value: Any, where: Where) -> Pending:
         array = self.schema.coerce(value, where)
+        if array is value:
+            # the caller's own array: copy it, so that changing it later (a reused
+            # buffer in a loop) cannot change what was written
+            array = array.copy()
         shape = array.shape if self.variable and self.schema.column_type == "ndarray" else None
         if self.schema.column_type != "ndarray":
             shape = None
