@@ -461,3 +461,22 @@ def test_reusing_one_array_for_many_writes_stores_each_value(location: str) -> N
     co.close()
     r = repo.checkout()
     assert [int(r["c", i][0]) for i in range(6)] == [0, 1, 2, 3, 4, 99]
+
+
+def test_branches_lock_state_and_size(location: str) -> None:
+    repo = new_repo(location)
+    assert repo.list_branches() == ["master"]
+    assert not repo.writer_lock_held()
+    co = repo.checkout(write=True)
+    assert repo.writer_lock_held()
+    col = co.add_bytes_column("b")
+    col[0] = bytes(5000)
+    co.commit("five thousand zero bytes")
+    co.close()
+    assert not repo.writer_lock_held()
+    assert repo.size_nbytes > 0
+    assert repo.size_human.endswith(("B", "kB", "MB"))
+    with pytest.raises(KeyError, match="no branch"):
+        repo.checkout(branch="nope")
+    with pytest.raises(KeyError, match="no commit"):
+        repo.checkout(commit="a=" + "0" * 40)

@@ -275,6 +275,15 @@ class StoreTests:
         assert list(store.list("refs")) == sorted(k for k in keys if k.startswith("refs/"))
         assert list(store.list("nothing/here")) == []
 
+    def test_disk_usage_adds_object_sizes(self, store: Store) -> None:
+        assert store.disk_usage() == 0
+        store.put("a/x", b"12345")
+        store.put("a/y", b"")
+        store.put("b/z", bytes(1000))
+        assert store.disk_usage() == 1005
+        assert store.disk_usage("a") == 5
+        assert store.disk_usage("nothing") == 0
+
     def test_list_sees_raw_objects(self, store: Store) -> None:
         self.raw_put(store, "chunks/ab/abcdef", b"c")
         assert list(store.list("chunks")) == ["chunks/ab/abcdef"]
