@@ -11,7 +11,8 @@ import nox
 nox.options.sessions = ["lint", "mypy", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-PYTHON = "3.11"
+# the interpreter nox itself runs on (any Python 3.11+): no other one needs to be installed
+PYTHON = None
 
 
 @nox.session(python=PYTHON)
