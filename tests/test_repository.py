@@ -480,3 +480,25 @@ def test_branches_lock_state_and_size(location: str) -> None:
         repo.checkout(branch="nope")
     with pytest.raises(KeyError, match="no commit"):
         repo.checkout(commit="a=" + "0" * 40)
+
+
+def test_nested_deletes_and_reader_refuses_deletes(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    col = co.add_str_column("n", contains_subsamples=True)
+    col["a"] = {"x": "1", "y": "2"}
+    col["b"] = {0: "3"}
+    del col["a"]["x"]
+    assert list(col["a"].keys()) == ["y"]
+    del col["b"]
+    assert "b" not in col
+    with pytest.raises(KeyError):
+        del col["b"]
+    assert col.pop("a") == {"y": "2"}
+    col["c"] = {"z": "4"}
+    co.commit("nested deletes")
+    co.close()
+    r = repo.checkout()
+    assert list(r["n"].keys()) == ["c"]
+    with pytest.raises(PermissionError):
+        del r["n"]["c"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hangar.exceptions import ReadOnlyError
+from hangar.exceptions import ReadOnlyError, SampleKeyError
 
 if TYPE_CHECKING:
     from hangar.columns._engine import ColumnEngine
@@ -167,7 +167,11 @@ class ColumnBase:
         self._writer()  # a reader: raises ReadOnlyError
 
     def __delitem__(self, key: Any) -> None:
-        self._writer()
+        """Remove the sample under ``key`` (all its subsamples in a nested column)."""
+        staging = self._writer()  # a reader: raises ReadOnlyError
+        if key not in self._engine.index:
+            raise SampleKeyError(f"no sample {key!r} in column {self.column!r}")
+        staging.delete(self._engine, key, None)
 
     def _where(self, key: Any, subkey: Any = None) -> str:
         if subkey is None:

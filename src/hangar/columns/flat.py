@@ -67,13 +67,6 @@ class FlatSampleWriter(FlatSampleReader):
             for key, pending in checked:
                 staging.set(self._engine, key, None, pending)
 
-    def __delitem__(self, key: Key) -> None:
-        """Remove the sample under ``key``; KeyError if there is none."""
-        staging = self._writer()
-        if key not in self._engine.index:
-            raise SampleKeyError(f"no sample {key!r} in column {self.column!r}")
-        staging.delete(self._engine, key, None)
-
     def pop(self, key: Key, default: Any = _MISSING) -> Any:
         """Remove the sample under ``key`` and return it."""
         try:

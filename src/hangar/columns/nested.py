@@ -187,12 +187,6 @@ class NestedSampleWriter(NestedSampleReader):
             for key, sk, pending in checked:
                 staging.set(self._engine, key, sk, pending)
 
-    def __delitem__(self, key: Key) -> None:
-        staging = self._writer()
-        if key not in self._engine.index:
-            raise SampleKeyError(f"no sample {key!r} in column {self.column!r}")
-        staging.delete(self._engine, key, None)
-
     def pop(self, key: Key, default: Any = _MISSING) -> Any:
         if key not in self._engine.index:
             if default is _MISSING:
