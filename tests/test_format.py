@@ -131,7 +131,7 @@ def test_packer_places_every_sample_for_one_ranged_read() -> None:
         chunks[digest] = data
         store.put(chunk_key(digest), data)
 
-    packer = ChunkPacker(codec.encode, dt, block_bytes=1000, chunk_bytes=10_000, store_chunk=keep)
+    packer = ChunkPacker(codec.encode, block_bytes=1000, chunk_bytes=10_000, store_chunk=keep)
     rng = np.random.default_rng(0)
     samples = {i: rng.integers(0, 255, size=rng.integers(1, 300), dtype=np.uint8)
                for i in range(200)}  # fmt: skip

@@ -121,7 +121,6 @@ class ReaderCheckout(_CheckoutBase):
     def __init__(self, repo: Repository, commit: str, record: CommitRecord) -> None:
         self._repo = repo
         self._commit = commit
-        self._record = record
         cache = BlockCache(repo._cache_blocks)
         self._engines = {
             name: ColumnEngine(name, rec.schema, repo._store, rec, cache)

@@ -94,7 +94,6 @@ class StagingArea:
             raise LeaseLostError(
                 f"another writer took branch {self.branch!r} while this one was opening"
             ) from exc
-        self._state = new_state
         own = [n for n in names if entry_epoch(n) == self.lease.epoch]
         self._seq = max((entry_seq(n) for n in own), default=-1) + 1
         for name in live:
@@ -271,7 +270,7 @@ class StagingArea:
                 locs = pack_uniform(arrays, engine.codec.encode, schema.block_bytes,
                                     schema.chunk_bytes, store_chunk)  # fmt: skip
             else:
-                packer = ChunkPacker(engine.codec.encode, schema.np_dtype, schema.block_bytes,
+                packer = ChunkPacker(engine.codec.encode, schema.block_bytes,
                                      schema.chunk_bytes, store_chunk)  # fmt: skip
                 for n, a in enumerate(arrays):
                     packer.add(n, a.reshape(-1))
@@ -354,7 +353,6 @@ class StagingArea:
         old = list_entries(self.store, self.branch)
         state = StagingState(self.lease.epoch, base_commit, (), self._seq)
         self._state_version = write_state(self.store, self.branch, state, self._state_version)
-        self._state = state
         delete_entries(self.store, self.branch, old)
 
     def reset(self) -> None:

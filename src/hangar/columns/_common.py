@@ -43,7 +43,6 @@ class ColumnBase:
         self._engine = engine
         self._staging = staging
         self._origin = origin  # (store, commit) of a read-only checkout: how to reopen it
-        self._enter_count = 0
 
     # --------------------------------------------------------- properties
     @property
@@ -182,11 +181,9 @@ class ColumnBase:
     def __enter__(self) -> Any:
         if self._staging is not None:
             self._staging.enter()
-        self._enter_count += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._enter_count -= 1
         if self._staging is not None:
             self._staging.exit()
 

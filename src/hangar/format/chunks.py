@@ -55,13 +55,11 @@ class ChunkPacker:
     def __init__(
         self,
         encode: Callable[[np.ndarray[Any, Any]], bytes],
-        dtype: np.dtype[Any],
         block_bytes: int,
         chunk_bytes: int,
         store_chunk: Callable[[str, bytes], None],
     ) -> None:
         self._encode = encode
-        self._dtype = dtype
         self._block_bytes = block_bytes
         self._chunk_bytes = chunk_bytes
         self._store_chunk = store_chunk
