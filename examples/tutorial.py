@@ -7,7 +7,7 @@ shifted a pixel or two and repeated: no download), printing what the
 tutorial prints, with timings.
 
 Run it with ``pip install nox && nox -s tutorial`` or
-``python examples/tutorial.py [PATH]`` (default: a new temporary folder).
+``python examples/tutorial.py [PATH [N]]`` (default: a new temporary folder, 60,000 images).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from hangar import Repository
 from hangar.testing.datasets import mnist_like
 
 
-def main(path: str) -> None:
+def main(path: str, n: int = 60_000) -> None:
     t = time.perf_counter()
-    trimgs, trlabels = mnist_like()
+    trimgs, trlabels = mnist_like(n)
     print(f"made {len(trimgs)} MNIST-like images in {time.perf_counter() - t:.2f} s\n")
 
     repo = Repository(path=path, exists=False)
@@ -90,4 +90,5 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="hangar-tutorial-"))
+    where = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="hangar-tutorial-")
+    main(where, int(sys.argv[2]) if len(sys.argv) > 2 else 60_000)

@@ -1,0 +1,28 @@
+"""The main job, examples/tutorial.py, runs as a newcomer would run it (on fewer images)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_tutorial_example_runs(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "tutorial.py"), str(tmp_path / "mnist"), "3000"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "Hangar Repo initialized at:" in text
+    assert "Hangar WriterCheckout" in text
+    assert "Hangar FlatSampleWriter" in text
+    assert "len(train_col) = 3" in text
+    assert re.search(r"\* a=[0-9a-f]{40} \(master\) : first commit adding training images", text)
+    assert "|    Num Data Pieces: 3001 " in text
+    assert "read all 3001 images with items()" in text
