@@ -502,3 +502,18 @@ def test_nested_deletes_and_reader_refuses_deletes(location: str) -> None:
     assert list(r["n"].keys()) == ["c"]
     with pytest.raises(PermissionError):
         del r["n"]["c"]
+
+
+def test_closing_inside_a_with_block_keeps_its_writes(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    col = co.add_str_column("s")
+    col.__enter__()
+    col["a"] = "buffered"
+    co.close()  # the block never ended: closing flushes it
+    co = repo.checkout(write=True)
+    assert co["s", "a"] == "buffered"
+    co.close()
+    import gc
+
+    assert gc.isenabled()  # the block's pause of the collector ended with it

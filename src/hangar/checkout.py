@@ -350,9 +350,7 @@ class WriterCheckout(_CheckoutBase):
         """Release the branch's lease; staged changes stay for the next writer."""
         if self._columns is None:
             return
-        if self._staging._buffer is not None:
-            self._staging._buffer_depth = 1
-            self._staging.exit()
+        self._staging.close_blocks()
         self._columns = None
         self._lease.release()
         atexit.unregister(self.close)

@@ -25,7 +25,7 @@ from hangar.format.commits import CommitRecord, read_commit
 from hangar.format.lease import force_release, read_lease
 from hangar.format.names import HANGAR_JSON, branch_ref, validate_name
 from hangar.format.records import FORMAT_VERSION, BranchRef, RepositoryInfo
-from hangar.history import format_log, list_history, summary_text
+from hangar.history import format_bytes, format_log, list_history, summary_text
 from hangar.store import LocalStore, Store, open_store
 
 __all__ = ["Repository"]
@@ -302,6 +302,4 @@ class Repository:
     @property
     def size_human(self) -> str:
         """:attr:`size_nbytes`, human readable."""
-        from hangar.history import format_bytes
-
         return format_bytes(self.size_nbytes)

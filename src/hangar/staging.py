@@ -193,6 +193,12 @@ class StagingArea:
             self._buffer = None
             _gcpause.resume()
 
+    def close_blocks(self) -> None:
+        """End any ``with`` blocks still open (the checkout is closing): flush them."""
+        if self._buffer_depth > 0:
+            self._buffer_depth = 1
+            self.exit()
+
     def _flush_buffered(self) -> None:
         """Pack the buffered samples and add them to the buffer as one op per column."""
         assert self._buffer is not None

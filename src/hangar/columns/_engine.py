@@ -287,7 +287,7 @@ class ColumnEngine:
 
     def build_record(self) -> ColumnRecord:
         """Manifest segments for the current state, rewriting only segments that changed."""
-        count = len(self.index) if (self._index is not None or self.changed) else self.base_count
+        count = len(self)
         if not self.changed:
             return ColumnRecord(self.schema, self.base_segments, count)
         segments = list(self.base_segments)
