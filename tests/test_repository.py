@@ -517,3 +517,91 @@ def test_closing_inside_a_with_block_keeps_its_writes(location: str) -> None:
     import gc
 
     assert gc.isenabled()  # the block's pause of the collector ended with it
+
+
+@pytest.mark.parametrize("layout", ["flat-fixed", "flat-variable", "nested"])
+def test_with_block_deletes_and_overwrites_survive_reopen(location: str, layout: str) -> None:
+    """Inside a block: write, overwrite, delete, rewrite; the journal replays the end state."""
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    nested = layout == "nested"
+    col = co.add_ndarray_column(
+        "x", shape=(3,), dtype=np.float32, variable_shape=layout == "flat-variable",
+        contains_subsamples=nested,
+    )  # fmt: skip
+
+    def put(key: Any, value: float) -> None:
+        arr = np.full(3, value, np.float32)
+        if nested:
+            col[key] = {"s": arr}
+        else:
+            col[key] = arr
+
+    put(0, 0.0)  # journaled outside any block
+    with col:
+        for k in range(1, 6):
+            put(k, float(k))
+        put(2, 20.0)  # overwritten
+        del col[3]  # deleted after its write
+        del col[0]  # deleted, written before the block
+        put(4, 40.0)
+        del col[4]
+        put(4, 400.0)  # rewritten after a delete
+        col.update({5: {"s": np.full(3, 50.0, np.float32)}} if nested else
+                   {5: np.full(3, 50.0, np.float32)})  # the slow path, same block  # fmt: skip
+        assert sorted(col.keys()) == [1, 2, 4, 5]
+    want = {1: 1.0, 2: 20.0, 4: 400.0, 5: 50.0}
+
+    def check(c: Any) -> None:
+        assert sorted(c.keys()) == sorted(want)
+        for k, v in want.items():
+            got = c[k]["s"] if nested else c[k]
+            assert np.array_equal(got, np.full(3, v, np.float32)), (k, got)
+
+    check(col)
+    co.close()
+    co = repo.checkout(write=True)  # replays the journal
+    check(co["x"])
+    co.commit("end state")
+    co.close()
+    check(repo.checkout()["x"])
+
+
+def test_with_block_reads_see_buffered_rows(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("img", prototype=images(1)[0])
+    data = images(300)
+    with col:
+        for i, img in enumerate(data):
+            col[i] = img
+        col["s"] = data[0][::-1].copy()
+        assert len(col) == 301
+        assert 299 in col
+        assert "s" in col
+        assert np.array_equal(col[123], data[123])
+        got = dict(col.items())
+        assert np.array_equal(got[7], data[7])
+        assert np.array_equal(got["s"], data[0][::-1])
+        view = data[5]
+        col[5] = view
+        view[:] = 0  # changing the caller's array after the write changes nothing
+        assert np.array_equal(col[5], images(300)[5])
+    co.commit("rows")
+    co.close()
+    r = repo.checkout()
+    assert len(r["img"]) == 301
+    for i in (0, 5, 150, 299):
+        assert np.array_equal(r["img", i], images(300)[i])
+
+
+def test_reset_inside_a_with_block_is_refused(location: str) -> None:
+    repo = new_repo(location)
+    co = repo.checkout(write=True)
+    col = co.add_str_column("s")
+    with col:
+        col["a"] = "x"
+        with pytest.raises(HangarError, match="leave the block"):
+            co.reset_staging_area()
+    assert col["a"] == "x"
+    co.close()

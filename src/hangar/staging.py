@@ -19,9 +19,19 @@ from typing import Any
 import numpy as np
 
 from hangar import _gcpause
-from hangar.columns._engine import ColumnEngine, Pending
+from hangar.columns._engine import ColumnEngine, Pending, row_digests
+from hangar.columns._rows import RowBuffer
 from hangar.exceptions import HangarError, LeaseLostError, VersionConflictError
-from hangar.format.chunks import BlockCache, ChunkPacker, SampleLocation, pack_uniform
+from hangar.format.chunks import (
+    BlockCache,
+    ChunkPacker,
+    Run,
+    SampleLocation,
+    expand_runs,
+    pack_uniform,
+    runs_of,
+    uniform_layout,
+)
 from hangar.format.commits import ColumnRecord, CommitRecord, write_commit
 from hangar.format.lease import Lease
 from hangar.format.manifest import Entry, Key
@@ -129,13 +139,28 @@ class StagingArea:
                     slot = Pending(raw, digest, shape)
                     engine.unpacked = True
                 engine.set_slot(key, subkey, slot)
-            elif kind == "setmany":
+            elif kind == "setruns":
+                self._replay_setruns(op)
+            elif kind == "setmany":  # written by builds before "setruns" existed
                 self._replay_setmany(op)
             elif kind == "del":
                 engine = self.columns[op[1]]
                 key, subkey = op[2], op[3]
                 with contextlib.suppress(KeyError):
                     engine.del_slot(key, subkey)
+
+    def _replay_setruns(self, op: list[Any]) -> None:
+        _, name, keys, subkeys, digests_hex, shapes, runs = op
+        engine = self.columns[name]
+        digests = bytes.fromhex(digests_hex)
+        locs = expand_runs([Run(*r) for r in runs])
+        if len(locs) != len(keys) or len(digests) != 8 * len(keys):
+            raise HangarError(f"staging journal of branch {self.branch!r}: a malformed entry")
+        new = tuple.__new__
+        for i, (key, loc) in enumerate(zip(keys, locs, strict=True)):
+            shape = tuple(shapes[i]) if shapes is not None and shapes[i] is not None else None
+            entry = new(Entry, (digests[8 * i : 8 * i + 8], loc, shape))
+            engine.set_slot(key, None if subkeys is None else subkeys[i], entry)
 
     def _replay_setmany(self, op: list[Any]) -> None:
         _, name, keys, subkeys, digests_hex, shapes, locs = op
@@ -176,8 +201,19 @@ class StagingArea:
             self.lease.check()
             self._buffer = JournalEntry()
             self._buffered = []
+            for engine in self.columns.values():
+                self._start_rows(engine)
             _gcpause.pause()
         self._buffer_depth += 1
+
+    @staticmethod
+    def _start_rows(engine: ColumnEngine) -> None:
+        if engine.takes_rows:
+            schema = engine.schema
+            shape = schema.shape or ()
+            nbytes = int(np.prod(shape, dtype=np.int64)) * schema.np_dtype.itemsize
+            _, per_chunk = uniform_layout(nbytes, schema.block_bytes, schema.chunk_bytes)
+            engine.rows = RowBuffer(engine.index, schema.np_dtype, shape, per_chunk)
 
     def exit(self) -> None:
         self._buffer_depth -= 1
@@ -191,6 +227,8 @@ class StagingArea:
                 self._write(buffer)
         finally:
             self._buffer = None
+            for engine in self.columns.values():
+                engine.rows = None
             _gcpause.resume()
 
     def close_blocks(self) -> None:
@@ -200,20 +238,70 @@ class StagingArea:
             self.exit()
 
     def _flush_buffered(self) -> None:
-        """Pack the buffered samples and add them to the buffer as one op per column."""
+        """Pack the samples buffered in this block and add them to the buffer, one op per column.
+
+        Only samples that are still the value of their key are packed: a key
+        written twice keeps its last value, a key deleted after it was written
+        none. They go after the block's deletes in the journal, which is
+        right since each is the last thing that happened to its key.
+        """
         assert self._buffer is not None
         buffered, self._buffered = self._buffered, []
-        for engine, group, locs in self._pack(buffered):
+        live = [it for it in buffered if _is_live(it)]
+        for engine, group, locs in self._pack(live):
             shapes = [None if it[3].shape is None else list(it[3].shape) for it in group]
-            self._buffer.ops.append([
-                "setmany",
-                engine.name,
+            self._emit_set(
+                engine,
                 [it[1] for it in group],
                 [it[2] for it in group] if engine.nested else None,
-                b"".join([it[3].digest for it in group]).hex(),
+                [it[3].digest for it in group],
                 None if all(sh is None for sh in shapes) else shapes,
-                [list(column) for column in zip(*locs, strict=True)],
-            ])  # fmt: skip
+                runs_of(locs),
+            )
+        for engine in self.columns.values():
+            rows = engine.rows
+            if rows is not None and len(rows):
+                self._flush_rows(engine, rows)
+
+    def _flush_rows(self, engine: ColumnEngine, rows: RowBuffer) -> None:
+        """Pack a column's buffered rows into chunks (a page each) and index them."""
+        index = engine.index
+        schema = engine.schema
+
+        def store_chunk(digest: str, chunk: bytes) -> None:
+            self.store.put(chunk_key(digest), chunk)
+
+        new = tuple.__new__
+        for keys, data in rows.live_pages():
+            runs = pack_uniform(
+                data, engine.codec.encode, schema.block_bytes, schema.chunk_bytes, store_chunk
+            )
+            digests = row_digests(data)
+            entries = [
+                new(Entry, (d, loc, None))
+                for d, loc in zip(digests, expand_runs(runs), strict=True)
+            ]
+            index.update(zip(keys, entries, strict=True))
+            engine.changed.update(keys)
+            self._emit_set(engine, keys, None, digests, None, runs)
+        rows.clear()
+
+    def _emit_set(  # noqa: PLR0917
+        self,
+        engine: ColumnEngine,
+        keys: list[Key],
+        subkeys: list[Key | None] | None,
+        digests: list[bytes],
+        shapes: list[list[int] | None] | None,
+        runs: list[Run],
+    ) -> None:
+        """Journal samples packed into chunks: one op for all of them."""
+        assert self._buffer is not None
+        digest_hex = b"".join(digests).hex()
+        runs_json = [list(r) for r in runs]
+        self._buffer.ops.append(
+            ["setruns", engine.name, keys, subkeys, digest_hex, shapes, runs_json]
+        )
 
     # --------------------------------------------------------------- writes
     def add_column(self, name: str, schema: ColumnSchema) -> ColumnEngine:
@@ -222,6 +310,8 @@ class StagingArea:
         self._emit(["add", name, schema.to_dict()])
         engine = ColumnEngine(name, schema, self.store, None, self.cache)
         self.columns[name] = engine
+        if self._buffer is not None:
+            self._start_rows(engine)
         self.schemas_changed = True
         return engine
 
@@ -237,6 +327,8 @@ class StagingArea:
             # journaled in bulk when the block ends; ops for columns added or dropped
             # inside the block stay in order before these sets
             self._buffered.append((engine, key, subkey, pending))
+            if engine.rows is not None:
+                engine.rows.dirty = True
         else:
             shape = None if pending.shape is None else list(pending.shape)
             digest = pending.digest.hex()
@@ -246,8 +338,8 @@ class StagingArea:
         engine.set_slot(key, subkey, pending)
 
     def delete(self, engine: ColumnEngine, key: Key, subkey: Key | None) -> None:
-        if self._buffer is not None:
-            engine.buffer_deletes = True
+        if engine.rows is not None:
+            engine.rows.dirty = True
         self._emit(["del", engine.name, key, subkey])
         engine.del_slot(key, subkey)
 
@@ -273,8 +365,10 @@ class StagingArea:
             arrays = [it[3].array for it in group]
             size = arrays[0].nbytes
             if all(a.nbytes == size for a in arrays):
-                locs = pack_uniform(arrays, engine.codec.encode, schema.block_bytes,
-                                    schema.chunk_bytes, store_chunk)  # fmt: skip
+                stacked = np.stack([a.reshape(-1) for a in arrays])
+                locs = expand_runs(pack_uniform(stacked, engine.codec.encode,
+                                                schema.block_bytes, schema.chunk_bytes,
+                                                store_chunk))  # fmt: skip
             else:
                 packer = ChunkPacker(engine.codec.encode, schema.block_bytes,
                                      schema.chunk_bytes, store_chunk)  # fmt: skip
@@ -289,25 +383,18 @@ class StagingArea:
 
     @staticmethod
     def _install(engine: ColumnEngine, group: list[_Buffered], locs: list[SampleLocation]) -> None:
-        """Replace the pending samples of ``group`` by entries at their locations."""
+        """Replace the pending samples of ``group`` (all live) by entries at their locations."""
         new = tuple.__new__
         entries = [
             new(Entry, (it[3].digest, loc, it[3].shape))
             for it, loc in zip(group, locs, strict=True)
         ]
         index = engine.index
-        if not engine.nested and not engine.buffer_deletes:
-            # no deletes since these writes: in write order, the last write of a key wins
+        if not engine.nested:
             index.update(zip([it[1] for it in group], entries, strict=True))
         else:
-            for (_, key, subkey, p), entry in zip(group, entries, strict=True):
-                if engine.nested:
-                    subs = index.get(key)
-                    if subs is not None and subs.get(subkey) is p:
-                        subs[subkey] = entry
-                elif index.get(key) is p:  # still the live value of that key
-                    index[key] = entry
-        engine.buffer_deletes = False
+            for (_, key, subkey, _p), entry in zip(group, entries, strict=True):
+                index[key][subkey] = entry
 
     # --------------------------------------------------------------- commit
     def commit(self, message: str, user_name: str, user_email: str) -> str:
@@ -364,6 +451,10 @@ class StagingArea:
     def reset(self) -> None:
         """Drop every staged change: back to the branch head."""
         self.lease.check()
+        if self._buffer is not None:
+            raise HangarError(
+                "reset_staging_area() inside a `with column:` block: leave the block first"
+            )
         self._reset_journal(self.base_commit)
         self.columns = {
             name: ColumnEngine(name, rec.schema, self.store, rec, self.cache)
@@ -374,3 +465,13 @@ class StagingArea:
     @property
     def has_changes(self) -> bool:
         return self.schemas_changed or any(e.changed for e in self.columns.values())
+
+
+def _is_live(item: _Buffered) -> bool:
+    """True if a buffered sample is still the value of its key (not overwritten, not deleted)."""
+    engine, key, subkey, pending = item
+    index = engine.index
+    if engine.nested:
+        subs = index.get(key)
+        return subs is not None and subs.get(subkey) is pending
+    return index.get(key) is pending

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from hangar._gcpause import gc_paused
+from hangar.columns._rows import RowBuffer
 from hangar.exceptions import CorruptionError, ObjectNotFoundError
 from hangar.format.chunks import BlockCache, SampleLocation, block_check, digest_bytes
 from hangar.format.codec import BlockCodec
@@ -35,7 +36,7 @@ from hangar.format.names import chunk_key, manifest_key
 from hangar.format.schema import ColumnSchema, Where
 from hangar.store import Store
 
-__all__ = ["ColumnEngine", "Pending", "sample_digest"]
+__all__ = ["ColumnEngine", "Pending", "row_digests", "sample_digest"]
 
 
 class Pending:
@@ -67,6 +68,17 @@ def sample_digest(array: np.ndarray[Any, Any], variable: bool) -> bytes:
     return h.digest()
 
 
+def row_digests(rows: np.ndarray[Any, Any]) -> list[bytes]:
+    """:func:`sample_digest` of every row of a 2-D array of fixed-shape samples."""
+    rows = np.ascontiguousarray(rows)
+    size = rows[0].nbytes if len(rows) else 0
+    raw = rows.data.cast("B")
+    blake2b = hashlib.blake2b
+    return [
+        blake2b(raw[i : i + size], digest_size=8).digest() for i in range(0, len(rows) * size, size)
+    ]
+
+
 _BATCH = 4096  # samples read per step of a scan
 
 
@@ -91,9 +103,16 @@ class ColumnEngine:
         self.variable = schema.variable_shape
         self._index: dict[Key, Any] | None = None
         self.changed: set[Key] = set()
-        self.buffer_deletes = False  # a delete happened inside the current with-block
         self.unpacked = False  # samples written outside with-blocks wait to be packed
         self.base_count = base.samples if base else 0
+        # inside a writer's with-block, fixed-shape flat ndarray samples go here
+        self.rows: RowBuffer | None = None
+
+    @property
+    def takes_rows(self) -> bool:
+        """True if with-blocks buffer this column's samples as rows (the fast path)."""
+        schema = self.schema
+        return not self.nested and not self.variable and schema.column_type == "ndarray"
 
     # ------------------------------------------------------------- index
     @property
@@ -119,13 +138,16 @@ class ColumnEngine:
         return len(self.index)
 
     # -------------------------------------------------------------- reads
-    def read(self, slot: Slot) -> Any:
-        """The user-facing value of a stored or pending sample."""
+    def read(self, slot: Slot | int) -> Any:
+        """The user-facing value of a stored, pending or buffered sample."""
+        if isinstance(slot, int):
+            assert self.rows is not None
+            return self.rows.row(slot)
         if isinstance(slot, Pending):
             return self._to_value(slot.array.reshape(-1), slot.shape)
         return self._to_value(self._read_bytes(slot.location), slot.shape)
 
-    def read_many(self, slots: list[Slot]) -> Iterator[Any]:
+    def read_many(self, slots: list[Slot | int]) -> Iterator[Any]:
         """Values of many slots, in order, reading each chunk they need once, whole.
 
         For scans (``items()``, ``values()``): one GET per chunk instead of one
@@ -135,7 +157,7 @@ class ColumnEngine:
         blocks: dict[str, set[tuple[int, int, str]]] = {}
         with gc_paused():
             for slot in slots:
-                if not isinstance(slot, Pending):
+                if not isinstance(slot, int | Pending):
                     loc = slot.location
                     if cache.get((loc.chunk, loc.block_offset)) is None:
                         blocks.setdefault(loc.chunk, set()).add(loc[1:4])
@@ -149,7 +171,7 @@ class ColumnEngine:
                 last: tuple[str, int] | None = None
                 block: Any = None
                 for slot in slots[start : start + _BATCH]:
-                    if isinstance(slot, Pending):
+                    if isinstance(slot, int | Pending):
                         batch.append(read(slot))
                         continue
                     loc = slot[1]
@@ -277,9 +299,9 @@ class ColumnEngine:
     def _all_rows(self) -> list[Row]:
         index = self.index
         keys = list(index)
-        if all(type(k) is int for k in keys):
-            keys.sort()
-        else:
+        try:
+            keys.sort()  # all ints or all strs: their natural order is the key order
+        except TypeError:
             keys.sort(key=key_order)
         if not self.nested:
             return list(zip(keys, repeat(None), map(index.__getitem__, keys)))

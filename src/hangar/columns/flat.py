@@ -6,6 +6,8 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from hangar._gcpause import gc_paused
 from hangar.columns._common import ColumnBase, collect_items
 from hangar.columns._engine import Pending
@@ -52,6 +54,16 @@ class FlatSampleWriter(FlatSampleReader):
         if type(key) is not int or key < 0:
             key = check_key(key)
         engine = self._engine
+        rows = engine.rows
+        if (
+            rows is not None
+            and type(value) is np.ndarray
+            and value.dtype is rows.dtype
+            and value.shape == rows.shape
+        ):
+            # inside a with-block: one copy into a row (hangar.columns._rows)
+            rows.put(key, value)
+            return
         staging.set(engine, key, None, engine.make_pending(value, (engine.name, key, None)))
 
     def update(self, other: Mapping[Key, Any] | Iterable[tuple[Key, Any]] | None = None,

@@ -19,7 +19,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["BlockCache", "ChunkPacker", "SampleLocation", "block_check", "digest_bytes"]
+__all__ = [
+    "BlockCache",
+    "ChunkPacker",
+    "Run",
+    "SampleLocation",
+    "block_check",
+    "digest_bytes",
+    "expand_runs",
+    "pack_uniform",
+    "runs_of",
+    "uniform_layout",
+]
 
 
 def block_check(data: bytes | memoryview) -> str:
@@ -41,6 +52,54 @@ class SampleLocation(NamedTuple):
     block_check: str
     item_offset: int
     item_nbytes: int
+
+
+class Run(NamedTuple):
+    """``samples`` samples of ``item_nbytes`` each, one after another in one block.
+
+    The compact form of many :class:`SampleLocation` (a with-block of
+    fixed-shape samples is a few runs per chunk): sample ``j`` of the run is at
+    ``item_offset + j * item_nbytes`` in the decoded block.
+    """
+
+    chunk: str
+    block_offset: int
+    block_size: int
+    block_check: str
+    item_offset: int
+    samples: int
+    item_nbytes: int
+
+
+def expand_runs(runs: list[Run]) -> list[SampleLocation]:
+    """The location of every sample of ``runs``, in order."""
+    new = tuple.__new__  # NamedTuple's own __new__ is slow at a million calls
+    out: list[SampleLocation] = []
+    for chunk, boff, bsize, check, ioff, count, nbytes in runs:
+        out.extend(
+            new(SampleLocation, (chunk, boff, bsize, check, ioff + j * nbytes, nbytes))
+            for j in range(count)
+        )
+    return out
+
+
+def runs_of(locs: list[SampleLocation]) -> list[Run]:
+    """Group consecutive locations that follow each other in one block into runs."""
+    runs: list[list[Any]] = []
+    last: list[Any] | None = None
+    for chunk, boff, bsize, check, ioff, nbytes in locs:
+        if (
+            last is not None
+            and last[1] == boff
+            and last[0] == chunk
+            and last[6] == nbytes
+            and last[4] + last[5] * nbytes == ioff
+        ):
+            last[5] += 1
+            continue
+        last = [chunk, boff, bsize, check, ioff, 1, nbytes]
+        runs.append(last)
+    return [Run(*r) for r in runs]
 
 
 class ChunkPacker:
@@ -154,45 +213,47 @@ class BlockCache:
         self._items.clear()
 
 
+def uniform_layout(nbytes: int, block_bytes: int, chunk_bytes: int) -> tuple[int, int]:
+    """Samples per block and per chunk when every sample has ``nbytes`` bytes."""
+    per_block = max(1, block_bytes // max(nbytes, 1))
+    blocks_per_chunk = max(1, chunk_bytes // max(per_block * nbytes, 1))
+    return per_block, per_block * blocks_per_chunk
+
+
 def pack_uniform(
-    arrays: list[np.ndarray[Any, Any]],
+    rows: np.ndarray[Any, Any],
     encode: Callable[[np.ndarray[Any, Any]], bytes],
     block_bytes: int,
     chunk_bytes: int,
     store_chunk: Callable[[str, bytes], None],
-) -> list[SampleLocation]:
+) -> list[Run]:
     """Pack samples that all have the same size; same layout as :class:`ChunkPacker`.
 
-    The fast path of a ``with`` block full of fixed-shape samples: one stacked
-    array, blocks sliced from it, locations computed per block, not per sample.
+    The fast path of a ``with`` block full of fixed-shape samples: ``rows`` is
+    a 2-D array, one sample per row; blocks are sliced from it and each block
+    is one run of samples.
     """
-    if not arrays:
+    n = len(rows)
+    if not n:
         return []
-    nbytes = arrays[0].nbytes
-    flat = np.stack([a.reshape(-1) for a in arrays])  # (n, items per sample)
-    n = len(arrays)
-    per_block = max(1, block_bytes // max(nbytes, 1))
-    blocks_per_chunk = max(1, chunk_bytes // max(per_block * nbytes, 1))
-    per_chunk = per_block * blocks_per_chunk
-    new = tuple.__new__
-    out: list[SampleLocation] = []
+    nbytes = rows[0].nbytes
+    per_block, per_chunk = uniform_layout(nbytes, block_bytes, chunk_bytes)
+    out: list[Run] = []
     for c0 in range(0, n, per_chunk):
         parts: list[bytes] = []
-        spans: list[tuple[int, int, int]] = []  # first sample, block offset, block#
+        spans: list[tuple[int, int]] = []  # block offset, samples
         offset = 0
         for b0 in range(c0, min(c0 + per_chunk, n), per_block):
-            encoded = encode(flat[b0 : b0 + per_block].reshape(-1))
-            spans.append((b0, offset, len(parts)))
+            block = rows[b0 : b0 + per_block]
+            encoded = encode(block.reshape(-1))
+            spans.append((offset, len(block)))
             parts.append(encoded)
             offset += len(encoded)
         data = b"".join(parts)
         digest = digest_bytes(data)
         store_chunk(digest, data)
-        for b0, boff, bno in spans:
-            size, check = len(parts[bno]), block_check(parts[bno])
-            count = min(per_block, n - b0)
-            out.extend(
-                new(SampleLocation, (digest, boff, size, check, j * nbytes, nbytes))
-                for j in range(count)
-            )
+        out.extend(
+            Run(digest, boff, len(part), block_check(part), 0, count, nbytes)
+            for (boff, count), part in zip(spans, parts, strict=True)
+        )
     return out

@@ -102,10 +102,22 @@ _DELTA_COLUMNS = dict.fromkeys(
 _DICTIONARY_COLUMNS = [name for name in _SCHEMA.names if name not in _DELTA_COLUMNS]
 
 
-def _split_keys(keys: tuple[Any, ...]) -> tuple[list[Any], list[Any]]:
+def _key_arrays(keys: tuple[Any, ...]) -> tuple[pa.Array, pa.Array]:
+    """The (int, str) columns of a key column: each key sets one of them."""
+    n = len(keys)
+    if keys.count(None) == n:
+        return pa.nulls(n, pa.int64()), pa.nulls(n, pa.string())
+    try:  # all ints, the common case: let Arrow check the types in C
+        return pa.array(keys, pa.int64()), pa.nulls(n, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    try:
+        return pa.nulls(n, pa.int64()), pa.array(keys, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
     ints = [k if type(k) is int else None for k in keys]
     strs = [k if type(k) is str else None for k in keys]
-    return ints, strs
+    return pa.array(ints, pa.int64()), pa.array(strs, pa.string())
 
 
 def encode_segment(rows: list[Row]) -> bytes:
@@ -113,13 +125,15 @@ def encode_segment(rows: list[Row]) -> bytes:
     keys, subkeys, entries = zip(*rows, strict=True) if rows else ((), (), ())
     digests, locs, shapes = zip(*entries, strict=True) if rows else ((), (), ())
     chunk, boff, bsize, bcheck, ioff, inb = zip(*locs, strict=True) if rows else ((),) * 6
-    key_int, key_str = _split_keys(keys)
-    sub_int, sub_str = _split_keys(subkeys)
+    key_int, key_str = _key_arrays(keys)
+    sub_int, sub_str = _key_arrays(subkeys)
+    n = len(rows)
+    shape_type = pa.list_(pa.int64())
     arrays = [
-        pa.array(key_int, pa.int64()),
-        pa.array(key_str, pa.string()),
-        pa.array(sub_int, pa.int64()),
-        pa.array(sub_str, pa.string()),
+        key_int,
+        key_str,
+        sub_int,
+        sub_str,
         pa.array(digests, pa.binary(8)),
         pa.array(chunk, pa.string()),
         pa.array(boff, pa.int64()),
@@ -127,7 +141,7 @@ def encode_segment(rows: list[Row]) -> bytes:
         pa.array(bcheck, pa.string()),
         pa.array(ioff, pa.int64()),
         pa.array(inb, pa.int64()),
-        pa.array(shapes, pa.list_(pa.int64())),
+        pa.nulls(n, shape_type) if shapes.count(None) == n else pa.array(shapes, shape_type),
     ]
     table = pa.Table.from_arrays(arrays, schema=_SCHEMA)
     sink = io.BytesIO()

@@ -1,0 +1,109 @@
+"""The fast path of ``with col:`` blocks: fixed-shape samples kept as rows of big arrays.
+
+Inside a with-block, a flat column of fixed-shape ndarrays copies each sample
+into the next row of a preallocated page (one numpy assignment) and puts the
+row number in the column's index; nothing else happens per sample. When the
+block ends, the live rows are digested, packed into chunks and journaled in
+bulk (:meth:`hangar.staging.StagingArea.exit`). A page holds exactly one
+chunk's worth of samples, so pages are packed as they are, never copied
+together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from hangar.format.manifest import Key
+
+__all__ = ["RowBuffer"]
+
+
+class RowBuffer:
+    """Buffered fixed-shape samples of one flat ndarray column, in write order.
+
+    Row ``i`` holds the ``i``-th sample written; ``keys[i]`` is its key. The
+    column's index maps a buffered key to its row number (an ``int``), which
+    sets it apart from stored entries and pending samples.
+    """
+
+    __slots__ = ("_cap", "_data", "_index", "_page_rows", "_pages", "_row", "dirty", "dtype",
+                 "keys", "shape")  # fmt: skip
+
+    def __init__(
+        self, index: dict[Key, Any], dtype: np.dtype[Any], shape: tuple[int, ...], page_rows: int
+    ) -> None:
+        self.dtype = dtype
+        self.shape = shape
+        self.keys: list[Key] = []
+        self.dirty = False  # a buffered key was deleted or overwritten by a slower path
+        self._index = index
+        self._page_rows = max(1, page_rows)
+        self._pages: list[np.ndarray[Any, Any]] = []
+        self._data: np.ndarray[Any, Any] = np.empty((0, *shape), dtype)
+        self._row = 0  # next free row of the current page
+        self._cap = 0  # rows the current page can hold
+
+    def put(self, key: Key, value: np.ndarray[Any, Any]) -> None:
+        """Copy ``value`` (already checked: same dtype and shape) into a new row for ``key``."""
+        row = self._row
+        if row == self._cap:
+            row = self._grow()
+        self._data[row] = value
+        self._row = row + 1
+        self._index[key] = len(self.keys)
+        self.keys.append(key)
+
+    def _grow(self) -> int:
+        """Make room for one more row; return the row to write in ``self._data``."""
+        full = self._page_rows
+        if self._pages and len(self._data) < full:
+            # the first page starts small (most blocks are short) and grows once
+            data = np.empty((full, *self.shape), self.dtype)
+            data[: self._row] = self._data[: self._row]
+            self._pages[-1] = self._data = data
+        else:
+            size = min(full, 64) if not self._pages else full
+            self._data = np.empty((size, *self.shape), self.dtype)
+            self._pages.append(self._data)
+            self._row = 0
+        self._cap = len(self._data)
+        return self._row
+
+    def row(self, i: int) -> np.ndarray[Any, Any]:
+        """A copy of row ``i``."""
+        page, row = divmod(i, self._page_rows)
+        out: np.ndarray[Any, Any] = self._pages[page][row].copy()
+        return out
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def live_pages(self) -> Iterator[tuple[list[Key], np.ndarray[Any, Any]]]:
+        """Per page: the keys and rows (a 2-D array) still the value of their key.
+
+        A key written twice keeps its last row; a key deleted after it was
+        written keeps none.
+        """
+        n = len(self.keys)
+        index = self._index
+        clean = not self.dirty and len(set(self.keys)) == n
+        for p, data in enumerate(self._pages):
+            first = p * self._page_rows
+            keys = self.keys[first : first + self._page_rows]
+            rows = data[: len(keys)].reshape(len(keys), -1)
+            if not clean:
+                # only rows put int row numbers in an index: entries and pending samples
+                # never equal one
+                keep = [j for j, k in enumerate(keys, first) if index.get(k) == j]
+                if len(keep) != len(keys):
+                    keys = [self.keys[j] for j in keep]
+                    rows = rows[[j - first for j in keep]]
+            if keys:
+                yield keys, rows
+
+    def clear(self) -> None:
+        """Forget every row (they were packed)."""
+        self.__init__(self._index, self.dtype, self.shape, self._page_rows)  # type: ignore[misc]
