@@ -213,7 +213,7 @@ class StagingArea:
             shape = schema.shape or ()
             nbytes = int(np.prod(shape, dtype=np.int64)) * schema.np_dtype.itemsize
             _, per_chunk = uniform_layout(nbytes, schema.block_bytes, schema.chunk_bytes)
-            engine.rows = RowBuffer(engine.index, schema.np_dtype, shape, per_chunk)
+            engine.rows = RowBuffer(engine.index.fast_target(), schema.np_dtype, shape, per_chunk)
 
     def exit(self) -> None:
         self._buffer_depth -= 1

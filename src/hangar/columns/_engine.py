@@ -7,7 +7,6 @@ Data flows one way: columns -> format -> store.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 from collections.abc import Iterator
 from itertools import repeat
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from hangar._gcpause import gc_paused
+from hangar.columns._index import SegmentIndex
 from hangar.columns._rows import RowBuffer
 from hangar.exceptions import CorruptionError, ObjectNotFoundError
 from hangar.format.chunks import BlockCache, SampleLocation, block_check, digest_bytes
@@ -27,7 +27,6 @@ from hangar.format.manifest import (
     Key,
     Row,
     SegmentRef,
-    decode_segment,
     encode_segment,
     key_order,
     split_rows,
@@ -101,10 +100,12 @@ class ColumnEngine:
         self.cache = cache
         self.nested = schema.column_layout == "nested"
         self.variable = schema.variable_shape
-        self._index: dict[Key, Any] | None = None
+        self.index = SegmentIndex(
+            store, self.base_segments, self.nested, base.samples if base else 0
+        )
         self.changed: set[Key] = set()
+        self._written: dict[str, list[Row]] = {}  # segments the last build_record wrote
         self.unpacked = False  # samples written outside with-blocks wait to be packed
-        self.base_count = base.samples if base else 0
         # inside a writer's with-block, fixed-shape flat ndarray samples go here
         self.rows: RowBuffer | None = None
 
@@ -114,27 +115,7 @@ class ColumnEngine:
         schema = self.schema
         return not self.nested and not self.variable and schema.column_type == "ndarray"
 
-    # ------------------------------------------------------------- index
-    @property
-    def index(self) -> dict[Key, Any]:
-        """key -> Slot (flat) or key -> {subkey -> Slot} (nested); loaded on first use."""
-        if self._index is None:
-            index: dict[Key, Any] = {}
-            with gc_paused():
-                for seg in self.base_segments:
-                    data = self.store.get(manifest_key(seg.digest))
-                    rows = decode_segment(data, seg.digest)
-                    if self.nested:
-                        for key, subkey, entry in rows:
-                            index.setdefault(key, {})[subkey] = entry
-                    else:
-                        index.update((key, entry) for key, _, entry in rows)
-            self._index = index
-        return self._index
-
     def __len__(self) -> int:
-        if self._index is None and not self.changed:
-            return self.base_count
         return len(self.index)
 
     # -------------------------------------------------------------- reads
@@ -296,45 +277,35 @@ class ColumnEngine:
             return [(key, sk, slot[sk]) for sk in sorted(slot, key=key_order)]
         return [(key, None, slot)]
 
-    def _all_rows(self) -> list[Row]:
-        index = self.index
-        keys = list(index)
+    @staticmethod
+    def _sorted_keys(bucket: dict[Key, Any]) -> list[Key]:
+        keys = list(bucket)
         try:
             keys.sort()  # all ints or all strs: their natural order is the key order
         except TypeError:
             keys.sort(key=key_order)
+        return keys
+
+    def _bucket_rows(self, bucket: dict[Key, Any]) -> list[Row]:
+        keys = self._sorted_keys(bucket)
         if not self.nested:
-            return list(zip(keys, repeat(None), map(index.__getitem__, keys)))
-        return [r for k in keys for r in self._rows_for(k)]
+            return list(zip(keys, repeat(None), map(bucket.__getitem__, keys)))
+        return [(k, sk, bucket[k][sk]) for k in keys for sk in sorted(bucket[k], key=key_order)]
 
     def build_record(self) -> ColumnRecord:
-        """Manifest segments for the current state, rewriting only segments that changed."""
+        """Manifest segments for the current state, rewriting only the buckets that changed."""
         count = len(self)
+        index = self.index
         if not self.changed:
             return ColumnRecord(self.schema, self.base_segments, count)
-        segments = list(self.base_segments)
-        if not segments:
-            return ColumnRecord(self.schema, tuple(self._write_rows(self._all_rows())), count)
-        firsts = [key_order(s.first) for s in segments]
-        touched: dict[int, list[Key]] = {}
-        for key in self.changed:
-            i = max(0, bisect.bisect_right(firsts, key_order(key)) - 1)
-            touched.setdefault(i, []).append(key)
+        touched = {index.bucket_of(key) for key in self.changed}
         out: list[SegmentRef] = []
-        for i, seg in enumerate(segments):
-            keys = touched.get(i)
-            if keys is None:
-                out.append(seg)
+        self._written = {}
+        for i in range(index.nbuckets):
+            if i not in touched:
+                out.append(index.segments[i])
                 continue
-            changed = set(keys)
-            data = self.store.get(manifest_key(seg.digest))
-            rows = [r for r in decode_segment(data, seg.digest) if r[0] not in changed]
-            for key in keys:
-                rows.extend(self._rows_for(key))
-            rows.sort(
-                key=lambda r: (key_order(r[0]), key_order(r[1]) if r[1] is not None else (0, 0))
-            )
-            out.extend(self._write_rows(rows))
+            out.extend(self._write_rows(self._bucket_rows(index.bucket(i))))
         return ColumnRecord(self.schema, tuple(out), count)
 
     def _write_rows(self, rows: list[Row]) -> list[SegmentRef]:
@@ -344,10 +315,25 @@ class ColumnEngine:
             digest = digest_bytes(data)
             self.store.put(manifest_key(digest), data)
             refs.append(SegmentRef(digest, len(part), part[0][0], part[-1][0]))
+            self._written[digest] = part
         return refs
 
     def committed(self, record: ColumnRecord) -> None:
-        """The commit landed: its segments are the new base."""
+        """The commit landed: its segments are the new base (and stay loaded where they were)."""
+        loaded: dict[str, dict[Key, Any]] = {}
+        old = self.index
+        for i, bucket in old.loaded():
+            if i < len(old.segments):
+                loaded[old.segments[i].digest] = bucket
+        for digest, rows in self._written.items():
+            fresh: dict[Key, Any] = {}
+            if self.nested:
+                for key, subkey, entry in rows:
+                    fresh.setdefault(key, {})[subkey] = entry
+            else:
+                fresh.update((key, entry) for key, _, entry in rows)
+            loaded[digest] = fresh
+        self._written = {}
         self.base_segments = record.segments
-        self.base_count = record.samples
+        self.index = SegmentIndex(self.store, record.segments, self.nested, record.samples, loaded)
         self.changed.clear()

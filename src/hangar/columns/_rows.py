@@ -12,13 +12,21 @@ together.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from hangar.format.manifest import Key
 
 __all__ = ["RowBuffer"]
+
+
+class _Index(Protocol):
+    """What rows need of a column's index (a dict, or a SegmentIndex)."""
+
+    def __setitem__(self, key: Key, value: Any, /) -> None: ...
+
+    def get(self, key: Key, default: Any = None, /) -> Any: ...
 
 
 class RowBuffer:
@@ -33,7 +41,7 @@ class RowBuffer:
                  "keys", "shape")  # fmt: skip
 
     def __init__(
-        self, index: dict[Key, Any], dtype: np.dtype[Any], shape: tuple[int, ...], page_rows: int
+        self, index: _Index, dtype: np.dtype[Any], shape: tuple[int, ...], page_rows: int
     ) -> None:
         self.dtype = dtype
         self.shape = shape

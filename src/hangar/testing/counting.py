@@ -15,7 +15,8 @@ class CountingStore(Store):
     """Forwards every operation to ``inner`` and counts them in :attr:`calls`.
 
     ``calls`` counts by operation name (``"get_range"``, ``"put"``...);
-    ``bytes_read`` and ``bytes_written`` add up payloads.
+    ``bytes_read`` and ``bytes_written`` add up payloads; ``log`` lists every
+    ``(operation, key)`` in order (the prefix for ``list``).
     """
 
     def __init__(self, inner: Store) -> None:
@@ -25,52 +26,65 @@ class CountingStore(Store):
         self.calls: Counter[str] = Counter()
         self.bytes_read = 0
         self.bytes_written = 0
+        self.log: list[tuple[str, str]] = []
+
+    def keys_of(self, *ops: str, prefix: str = "") -> list[str]:
+        """Keys that ``ops`` touched (all operations if none are named), under ``prefix``."""
+        return [k for op, k in self.log if (not ops or op in ops) and k.startswith(prefix)]
 
     def reset(self) -> None:
         """Zero the counters."""
         self.calls.clear()
+        self.log.clear()
         self.bytes_read = self.bytes_written = 0
 
-    def _read(self, op: str, data: bytes) -> bytes:
+    def _read(self, op: str, key: str, data: bytes) -> bytes:
         self.calls[op] += 1
+        self.log.append((op, key))
         self.bytes_read += len(data)
         return data
 
     def _get(self, key: str) -> bytes:
-        return self._read("get", self.inner.get(key))
+        return self._read("get", key, self.inner.get(key))
 
     def _get_range(self, key: str, start: int, end: int) -> bytes:
-        return self._read("get_range", self.inner.get_range(key, start, end))
+        return self._read("get_range", key, self.inner.get_range(key, start, end))
 
     def _get_versioned(self, key: str) -> tuple[bytes, Version]:
         data, version = self.inner.get_versioned(key)
-        return self._read("get_versioned", data), version
+        return self._read("get_versioned", key, data), version
 
     def _exists(self, key: str) -> bool:
         self.calls["exists"] += 1
+        self.log.append(("exists", key))
         return self.inner.exists(key)
 
     def _list(self, prefix: str) -> Iterator[str]:
         self.calls["list"] += 1
+        self.log.append(("list", prefix))
         return self.inner.list(prefix)
 
     def _put(self, key: str, data: Buffer) -> None:
         self.calls["put"] += 1
+        self.log.append(("put", key))
         self.bytes_written += len(data)
         self.inner.put(key, data)
 
     def _put_if_absent(self, key: str, data: Buffer) -> Version:
         self.calls["put_if_absent"] += 1
+        self.log.append(("put_if_absent", key))
         self.bytes_written += len(data)
         return self.inner.put_if_absent(key, data)
 
     def _replace_if_version(self, key: str, data: Buffer, version: Version) -> Version:
         self.calls["replace_if_version"] += 1
+        self.log.append(("replace_if_version", key))
         self.bytes_written += len(data)
         return self.inner.replace_if_version(key, data, version)
 
     def _delete(self, key: str) -> None:
         self.calls["delete"] += 1
+        self.log.append(("delete", key))
         self.inner.delete(key)
 
     def _disk_usage(self, prefix: str) -> int:

@@ -1,0 +1,167 @@
+"""A column's index, loaded one manifest segment at a time.
+
+The key space of a column is cut by its manifest segments: segment ``i`` of a
+commit covers the keys from its first key up to (not including) the first key
+of segment ``i + 1``; keys before the first segment belong to segment 0 and
+keys after the last one to the last. Each such *bucket* is a ``dict`` that is
+read from its segment the first time a key in it is looked up or written, so
+opening a checkout reads no manifest, a read touches one segment, and a commit
+rewrites only the buckets whose keys changed (DESIGN.md, invariant 5).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from hangar._gcpause import gc_paused
+from hangar.format.manifest import Key, SegmentRef, decode_segment
+from hangar.format.names import manifest_key
+from hangar.store import Store
+
+__all__ = ["SegmentIndex"]
+
+
+class SegmentIndex:
+    """``key -> slot`` (flat) or ``key -> {subkey -> slot}`` (nested) of one column.
+
+    Behaves like the ``dict`` it replaces (get, ``[]``, ``in``, ``del``,
+    iteration, ``len``, ``update``, ``setdefault``) but loads segments lazily.
+    Keys iterate bucket by bucket: a bucket's stored keys in key order, then
+    the keys added to it in the order they were added.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        segments: tuple[SegmentRef, ...],
+        nested: bool,
+        count: int,
+        loaded: dict[str, dict[Key, Any]] | None = None,
+    ) -> None:
+        self._store = store
+        self._segments = segments
+        self._nested = nested
+        self._count = count  # keys in the segments
+        self._int_firsts = [s.first for s in segments if type(s.first) is int]
+        self._str_firsts = [s.first for s in segments if type(s.first) is str]
+        nbuckets = max(1, len(segments))
+        self._buckets: list[dict[Key, Any] | None] = [None] * nbuckets
+        self._base_len = [0] * nbuckets  # keys a bucket had when it was loaded
+        if not segments:
+            self._buckets[0] = {}
+        for i, seg in enumerate(segments):
+            if loaded is not None and seg.digest in loaded:
+                self._buckets[i] = loaded[seg.digest]
+                self._base_len[i] = len(loaded[seg.digest])
+        #: the only bucket, when there is one: the fast path of small columns
+        self.single: dict[Key, Any] | None = self._buckets[0] if nbuckets == 1 else None
+
+    # ------------------------------------------------------------ buckets
+    @property
+    def segments(self) -> tuple[SegmentRef, ...]:
+        return self._segments
+
+    @property
+    def nbuckets(self) -> int:
+        return len(self._buckets)
+
+    def bucket_of(self, key: Key) -> int:
+        """The bucket number of ``key`` (loading nothing)."""
+        if len(self._buckets) == 1:
+            return 0
+        if type(key) is int:
+            i = bisect.bisect_right(self._int_firsts, key) - 1
+        else:
+            i = len(self._int_firsts) + bisect.bisect_right(self._str_firsts, key) - 1
+        return max(i, 0)
+
+    def bucket(self, i: int) -> dict[Key, Any]:
+        """Bucket ``i``, read from its segment if it is not loaded yet."""
+        bucket = self._buckets[i]
+        if bucket is None:
+            seg = self._segments[i]
+            data = self._store.get(manifest_key(seg.digest))
+            bucket = {}
+            with gc_paused():
+                rows = decode_segment(data, seg.digest)
+                if self._nested:
+                    for key, subkey, entry in rows:
+                        bucket.setdefault(key, {})[subkey] = entry
+                else:
+                    bucket.update((key, entry) for key, _, entry in rows)
+            self._buckets[i] = bucket
+            self._base_len[i] = len(bucket)
+            if len(self._buckets) == 1:
+                self.single = bucket
+        return bucket
+
+    def _of(self, key: Key) -> dict[Key, Any]:
+        single = self.single
+        if single is not None:
+            return single
+        return self.bucket(self.bucket_of(key))
+
+    def fast_target(self) -> dict[Key, Any] | SegmentIndex:
+        """What bulk writers should set keys in: the only bucket (loaded) if there is one."""
+        if len(self._buckets) == 1:
+            return self.bucket(0)
+        return self
+
+    def loaded(self) -> Iterator[tuple[int, dict[Key, Any]]]:
+        """The buckets loaded so far, with their numbers."""
+        for i, bucket in enumerate(self._buckets):
+            if bucket is not None:
+                yield i, bucket
+
+    # ------------------------------------------------------ dict interface
+    def __len__(self) -> int:
+        n = self._count
+        for i, bucket in enumerate(self._buckets):
+            if bucket is not None:
+                n += len(bucket) - self._base_len[i]
+        return n
+
+    def __getitem__(self, key: Key) -> Any:
+        return self._of(key)[key]
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        return self._of(key).get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if type(key) is not int and type(key) is not str:
+            return False
+        return key in self._of(key)
+
+    def __setitem__(self, key: Key, value: Any) -> None:
+        self._of(key)[key] = value
+
+    def __delitem__(self, key: Key) -> None:
+        del self._of(key)[key]
+
+    def setdefault(self, key: Key, default: Any) -> Any:
+        return self._of(key).setdefault(key, default)
+
+    def update(self, pairs: Iterable[tuple[Key, Any]]) -> None:
+        single = self.single
+        if single is not None:
+            single.update(pairs)
+            return
+        for key, value in pairs:
+            self.bucket(self.bucket_of(key))[key] = value
+
+    def __iter__(self) -> Iterator[Key]:
+        for i in range(len(self._buckets)):
+            yield from self.bucket(i)
+
+    def keys(self) -> Iterator[Key]:
+        return iter(self)
+
+    def values(self) -> Iterator[Any]:
+        for i in range(len(self._buckets)):
+            yield from self.bucket(i).values()
+
+    def items(self) -> Iterator[tuple[Key, Any]]:
+        for i in range(len(self._buckets)):
+            yield from self.bucket(i).items()
