@@ -15,7 +15,11 @@ catches the built-in keeps working::
     ├── LeaseLostError (PermissionError)          this writer's lease expired or was taken
     ├── ReadOnlyError (PermissionError)           a write through a read-only checkout
     ├── RepositoryNotFoundError (FileNotFoundError) no repository at the location yet
-    └── SampleKeyError (KeyError)                 no such sample, subsample or column
+    ├── SampleKeyError (KeyError)                 no such sample, subsample or column
+    ├── RefNotFoundError (KeyError, ValueError)   no branch, tag or commit of that name
+    ├── NameTakenError (ValueError)               a branch or tag of that name exists
+    ├── EmptyHistoryError (RuntimeError)          the branch has no commit yet
+    └── UnmergedBranchError (RuntimeError)        removal would drop unmerged history
 
 ``VersionConflictError`` subclasses ``HangarError`` only: a lost compare-and-swap
 is an expected outcome that callers retry, not an OS error.
@@ -26,16 +30,20 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExistsError",
     "CorruptionError",
+    "EmptyHistoryError",
     "HangarError",
     "InvalidKeyError",
     "InvalidStoreURLError",
     "LeaseLostError",
     "LockHeldError",
+    "NameTakenError",
     "ObjectNotFoundError",
     "ReadOnlyError",
+    "RefNotFoundError",
     "RepositoryNotFoundError",
     "SampleKeyError",
     "StoreCapabilityError",
+    "UnmergedBranchError",
     "VersionConflictError",
 ]
 
@@ -137,3 +145,22 @@ class SampleKeyError(HangarError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class RefNotFoundError(HangarError, KeyError, ValueError):
+    """No branch, tag or commit of that name (a ``KeyError``; a ``ValueError`` as in Hangar)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NameTakenError(HangarError, ValueError):
+    """A branch or tag of that name already exists."""
+
+
+class EmptyHistoryError(HangarError, RuntimeError):
+    """The operation needs a commit and the branch has none yet."""
+
+
+class UnmergedBranchError(HangarError, RuntimeError):
+    """Removing the branch would drop history that no other branch holds."""

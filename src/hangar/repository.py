@@ -13,16 +13,18 @@ import uuid
 import warnings
 from typing import Any
 
+from hangar import refs
 from hangar.checkout import ReaderCheckout, WriterCheckout
 from hangar.exceptions import (
     AlreadyExistsError,
+    EmptyHistoryError,
     InvalidKeyError,
     ObjectNotFoundError,
+    RefNotFoundError,
     RepositoryNotFoundError,
-    SampleKeyError,
 )
 from hangar.format.commits import CommitRecord, read_commit
-from hangar.format.lease import force_release, read_lease
+from hangar.format.lease import force_release, lease_is_live
 from hangar.format.names import HANGAR_JSON, branch_ref, validate_name
 from hangar.format.records import FORMAT_VERSION, BranchRef, RepositoryInfo
 from hangar.history import format_bytes, format_log, list_history, summary_text
@@ -165,16 +167,38 @@ class Repository:
 
     # ---------------------------------------------------------- branches
     def _branch_head(self, branch: str) -> str | None:
-        try:
-            data = self._store.get(branch_ref(branch))
-        except ObjectNotFoundError:
-            raise SampleKeyError(f"no branch named {branch!r}") from None
-        return BranchRef.from_bytes(data).commit
+        return refs.branch_head(self._store, branch)
 
     def list_branches(self) -> list[str]:
-        """Names of every branch."""
+        """Names of every branch, sorted."""
         self._require()
-        return sorted(k[len("refs/heads/") : -len(".json")] for k in self._store.list("refs/heads"))
+        return refs.list_branches(self._store)
+
+    def create_branch(self, name: str, base_commit: str | None = None) -> refs.BranchHead:
+        """Create branch ``name`` starting at ``base_commit`` (default: ``master``'s head).
+
+        Returns ``BranchHead(name, digest)``. A name already taken raises
+        ``ValueError`` (:class:`~hangar.exceptions.NameTakenError`); a
+        repository with no commit raises ``RuntimeError``.
+        """
+        self._require()
+        if base_commit is None:
+            base_commit = self._branch_head(_DEFAULT_BRANCH)
+        else:
+            base_commit = self._resolve_commit(base_commit)
+        return refs.create_branch(self._store, name, base_commit)
+
+    def remove_branch(self, name: str, *, force_delete: bool = False) -> refs.BranchHead:
+        """Delete branch ``name``'s pointer (and its staged changes); commits stay.
+
+        Refused (``PermissionError``) while a writer holds the branch or if it
+        is the last branch; refused (``RuntimeError``) if its head is in no
+        other branch's history, unless ``force_delete=True``. Returns the
+        ``BranchHead`` removed: ``create_branch(name, base_commit=digest)``
+        brings it back.
+        """
+        self._require()
+        return refs.remove_branch(self._store, name, force_delete, self._read_commit)
 
     def _branch_heads(self) -> dict[str, list[str]]:
         heads: dict[str, list[str]] = {}
@@ -184,6 +208,31 @@ class Repository:
                 heads.setdefault(head, []).append(b)
         return heads
 
+    # -------------------------------------------------------------- tags
+    def create_tag(self, name: str, commit: str | None = None) -> refs.TagHead:
+        """Name ``commit`` (default: ``master``'s head) ``name``, for good.
+
+        Tags never move: a name already taken raises ``ValueError``, whatever
+        commit it names. Returns ``TagHead(name, digest)``.
+        """
+        self._require()
+        if commit is None:
+            commit = self._branch_head(_DEFAULT_BRANCH)
+            if commit is None:
+                raise EmptyHistoryError("master has no commit yet: nothing to tag")
+        return refs.create_tag(self._store, name, self._resolve_commit(commit))
+
+    def list_tags(self) -> list[str]:
+        """Names of every tag, sorted."""
+        self._require()
+        return refs.list_tags(self._store)
+
+    def _resolve_commit(self, commit: str) -> str:
+        """A commit id, or the commit a tag names."""
+        if isinstance(commit, str) and commit.startswith("a="):
+            return commit
+        return refs.tag_commit(self._store, commit)
+
     # --------------------------------------------------------- checkouts
     def checkout(
         self,
@@ -191,34 +240,41 @@ class Repository:
         *,
         branch: str = "",
         commit: str = "",
+        tag: str = "",
         lease_seconds: float = 60.0,
     ) -> Any:
         """Open a checkout.
 
-        ``write=False``: a read-only checkout of ``commit``, or of the head of
-        ``branch`` (default ``master``). ``write=True``: the writer checkout of
-        ``branch`` (default ``master``); it holds the branch's lease, renewed
-        while open; a writer that dies stops holding it after ``lease_seconds``.
+        ``write=False``: a read-only checkout of ``commit`` (a commit id, or a
+        tag name), of ``tag``, or of the head of ``branch`` (default
+        ``master``). ``write=True``: the writer checkout of ``branch`` (default
+        ``master``); it holds the branch's lease, renewed while open; a writer
+        that dies stops holding it after ``lease_seconds``. Each branch has its
+        own lease: writers of different branches work at the same time.
         """
         self._require()
         if write:
-            if commit:
-                raise InvalidKeyError("a writer checkout is of a branch head; drop commit=")
+            if commit or tag:
+                raise InvalidKeyError("a writer checkout is of a branch head; drop commit=/tag=")
             name = validate_name(branch or _DEFAULT_BRANCH, "branch name")
             self._branch_head(name)
             return WriterCheckout(self, name, lease_seconds)
-        if not commit:
+        if tag:
+            commit = refs.tag_commit(self._store, tag)
+        elif commit:
+            commit = self._resolve_commit(commit)
+        else:
             name = validate_name(branch or _DEFAULT_BRANCH, "branch name")
             head = self._branch_head(name)
             if head is None:
-                raise SampleKeyError(
+                raise RefNotFoundError(
                     f"branch {name!r} has no commits yet: nothing to read (commit first)"
                 )
             commit = head
         try:
             record = self._read_commit(commit)
         except ObjectNotFoundError:
-            raise SampleKeyError(f"no commit {commit!r} in this repository") from None
+            raise RefNotFoundError(f"no commit {commit!r} in this repository") from None
         return ReaderCheckout(self, commit, record)
 
     def force_release_writer_lock(self, branch: str = _DEFAULT_BRANCH) -> bool:
@@ -231,12 +287,7 @@ class Repository:
 
     def writer_lock_held(self, branch: str = _DEFAULT_BRANCH) -> bool:
         """Whether a live (unexpired, unreleased) lease holds ``branch``."""
-        current = read_lease(self._store, branch)
-        if current is None:
-            return False
-        rec = current[0]
-        expires = dt.datetime.fromisoformat(rec.expires.replace("Z", "+00:00"))
-        return not rec.extra.get("released") and expires > dt.datetime.now(dt.UTC)
+        return lease_is_live(self._store, validate_name(branch, "branch name"))
 
     # ------------------------------------------------------ log, summary
     def log(

@@ -41,7 +41,7 @@ from hangar.format.names import branch_ref, lease_key
 from hangar.format.records import BranchRef, LeaseRecord
 from hangar.store import Store, Version
 
-__all__ = ["Lease", "force_release", "read_lease"]
+__all__ = ["Lease", "force_release", "lease_is_live", "read_lease"]
 
 _RETRIES = 20
 
@@ -65,6 +65,12 @@ def read_lease(store: Store, branch: str) -> tuple[LeaseRecord, Version] | None:
     except ObjectNotFoundError:
         return None
     return LeaseRecord.from_bytes(data), version
+
+
+def lease_is_live(store: Store, branch: str) -> bool:
+    """Whether an unexpired, unreleased lease holds ``branch`` (the written expiry is advice)."""
+    current = read_lease(store, branch)
+    return current is not None and not _is_free(current[0])
 
 
 def _is_free(record: LeaseRecord) -> bool:

@@ -22,12 +22,15 @@ import re
 from hangar.exceptions import InvalidKeyError
 
 __all__ = [
+    "BRANCHES",
     "HANGAR_JSON",
+    "TAGS",
     "branch_ref",
     "chunk_key",
     "commit_key",
     "lease_key",
     "manifest_key",
+    "ref_name",
     "staging_prefix",
     "tag_ref",
     "validate_digest",
@@ -73,6 +76,16 @@ def validate_digest(digest: object, kind: str = "digest") -> str:
 def branch_ref(branch: str) -> str:
     """Key of a branch ref."""
     return f"refs/heads/{validate_name(branch, 'branch name')}.json"
+
+
+#: folders of branch refs and of tags
+BRANCHES = "refs/heads"
+TAGS = "refs/tags"
+
+
+def ref_name(key: str) -> str:
+    """The branch or tag name of a ref key (``refs/heads/dev.json`` -> ``dev``)."""
+    return key.rsplit("/", 1)[-1].removesuffix(".json")
 
 
 def tag_ref(tag: str) -> str:

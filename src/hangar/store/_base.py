@@ -159,8 +159,9 @@ class Store(abc.ABC):
         """Iterate, in sorted order, over the keys under ``prefix``.
 
         ``prefix`` names a folder: ``list("refs/heads")`` yields
-        ``refs/heads/master.json`` but not ``refs/headsup.json``. ``""`` lists
-        every key in the store.
+        ``refs/heads/master.json`` but not ``refs/headsup.json``, and never the
+        folder itself (an object stored at ``prefix`` is not under it). ``""``
+        lists every key in the store.
         """
         prefix = validate_prefix(prefix)
         return iter(sorted(self._list(prefix)))

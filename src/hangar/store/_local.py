@@ -132,8 +132,7 @@ class LocalStore(Store):
     def _list(self, prefix: str) -> Iterator[str]:
         top = self._path(prefix) if prefix else self.root
         if os.path.isfile(top):
-            yield prefix
-            return
+            return  # a folder listing never yields the folder itself
         for dirpath, dirnames, filenames in os.walk(top):
             rel = os.path.relpath(dirpath, self.root)
             if rel == ".":

@@ -86,9 +86,8 @@ class MemoryStore(Store):
     def _list(self, prefix: str) -> Iterator[str]:
         base = f"{self.root}/"
         want = f"{base}{prefix}/" if prefix else base
-        exact = f"{base}{prefix}"
         for path in list(self._fs.store):
-            if path.startswith(want) or (prefix and path == exact):
+            if path.startswith(want):  # a folder listing never yields the folder itself
                 yield path[len(base) :]
 
     def _disk_usage(self, prefix: str) -> int:

@@ -87,12 +87,16 @@ class RemoteStore(Store):
         top = self._path(prefix) if prefix else self.root
         cut = len(self.root) + 1
         try:
-            found = self._fs.find(top)
+            found = self._fs.find(top, detail=True)
         except FileNotFoundError:
             return
-        for path in found:
+        for path, info in found.items():
             rel = path[cut:]
-            if not prefix or rel == prefix or rel.startswith(prefix + "/"):
+            # a folder listing never yields a folder: an S3 server may keep a marker for
+            # a folder whose objects are gone, which s3fs reports as an entry
+            if info.get("type") == "directory" or not rel:
+                continue
+            if not prefix or rel.startswith(prefix + "/"):
                 yield rel
 
     def _disk_usage(self, prefix: str) -> int:

@@ -275,6 +275,19 @@ class StoreTests:
         assert list(store.list("refs")) == sorted(k for k in keys if k.startswith("refs/"))
         assert list(store.list("nothing/here")) == []
 
+    def test_list_after_emptying_a_folder(self, store: Store) -> None:
+        # S3 servers may keep a marker for a folder whose objects are gone: it is no key
+        store.put("a/b/c", b"x")
+        store.put("a/d", b"y")
+        store.delete("a/b/c")
+        assert list(store.list("a/b")) == []
+        assert list(store.list("a")) == ["a/d"]
+        assert list(store.list()) == ["a/d"]
+        store.delete("a/d")
+        assert list(store.list("a")) == []
+        assert list(store.list()) == []
+        assert list(store.list("a/d")) == []  # a folder listing never yields the folder
+
     def test_disk_usage_adds_object_sizes(self, store: Store) -> None:
         assert store.disk_usage() == 0
         store.put("a/x", b"12345")
