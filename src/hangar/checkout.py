@@ -10,6 +10,7 @@ import numpy as np
 
 from hangar.columns._engine import ColumnEngine
 from hangar.columns.container import Columns
+from hangar.diff import ReaderUserDiff, WriterUserDiff
 from hangar.exceptions import HangarError, InvalidKeyError, ReadOnlyError
 from hangar.format.chunks import BlockCache
 from hangar.format.codec import codecs_from_backend_options
@@ -148,6 +149,15 @@ class ReaderCheckout(_CheckoutBase):
         self._alive()
         return self._commit
 
+    @property
+    def diff(self) -> ReaderUserDiff:
+        """Compare this commit with a branch (``diff.branch(name)``) or a commit
+        (``diff.commit(digest)``); see :mod:`hangar.diff`."""
+        self._alive()
+        repo = self._repo
+        return ReaderUserDiff(repo._store, repo._read_commit, repo._resolve_commit,
+                              repo._branch_head, lambda: self._commit)  # fmt: skip
+
     def _log_start(self) -> tuple[str | None, str | None]:
         return None, self._commit
 
@@ -207,6 +217,16 @@ class WriterCheckout(_CheckoutBase):
         """The commit the staging area is based on (the branch head)."""
         self._alive()
         return self._staging.base_commit
+
+    @property
+    def diff(self) -> WriterUserDiff:
+        """Compare the branch head with a branch or commit, or list what is staged
+        (``diff.staged()``, ``diff.status()``); see :mod:`hangar.diff`."""
+        self._alive()
+        repo = self._repo
+        return WriterUserDiff(lambda: self._staging, repo._store, repo._read_commit,
+                              repo._resolve_commit, repo._branch_head,
+                              lambda: self._staging.base_commit)  # fmt: skip
 
     # ------------------------------------------------------------- writes
     def __setitem__(self, key: Any, value: Any) -> None:

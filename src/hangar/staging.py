@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from hangar import _gcpause
-from hangar.columns._engine import ColumnEngine, Pending, row_digests
+from hangar.columns._engine import ColumnEngine, Pending, row_digests, sample_digest
+from hangar.columns._index import SegmentIndex
 from hangar.columns._rows import RowBuffer
+from hangar.diff import RawDiff, State, column_states, diff_schemas, diff_states
 from hangar.exceptions import HangarError, LeaseLostError, VersionConflictError
 from hangar.format.chunks import (
     BlockCache,
@@ -462,9 +464,66 @@ class StagingArea:
         }
         self.schemas_changed = False
 
+    def staged_diff(self) -> RawDiff:
+        """The staged changes against the base commit, from digests (no chunk is read)."""
+        base_cols = self.base.columns if self.base else {}
+        out = RawDiff({}, {}, {}, {}, {}, {})
+        for name in sorted(set(base_cols) | set(self.columns)):
+            rec, engine = base_cols.get(name), self.columns.get(name)
+            if engine is None or rec is None or rec.schema != engine.schema:
+                # a column added, dropped or re-created: every sample on each side
+                before, _ = column_states(self.store, name, rec, None)
+                after: State = {}
+                if engine is not None:
+                    after = {(name, k, sk): d for k, sk, d in _engine_digests(engine)}
+                diff_schemas(out, name, rec.schema.to_dict() if rec else None,
+                             engine.schema.to_dict() if engine else None)  # fmt: skip
+                diff_states(out, before, after)
+                continue
+            touched = engine.touched()
+            if not touched:
+                continue
+            base_index = SegmentIndex(self.store, rec.segments, engine.nested, rec.samples)
+            for key in touched:
+                before_rows = _slot_digests(engine, key, base_index.get(key))
+                after_rows = _slot_digests(engine, key, engine.index.get(key))
+                for sub, d in after_rows.items():
+                    old = before_rows.get(sub)
+                    if old is None:
+                        out.added[name, key, sub] = d
+                    elif old != d:
+                        out.mutated[name, key, sub] = d
+                for sub, d in before_rows.items():
+                    if sub not in after_rows:
+                        out.deleted[name, key, sub] = d
+        return out
+
     @property
     def has_changes(self) -> bool:
-        return self.schemas_changed or any(e.changed for e in self.columns.values())
+        return self.schemas_changed or any(e.touched() for e in self.columns.values())
+
+
+def _slot_digest(engine: ColumnEngine, slot: Any) -> bytes:
+    if isinstance(slot, int):  # a row buffered in an open with-block
+        assert engine.rows is not None
+        return sample_digest(engine.rows.row(slot), engine.variable)
+    digest: bytes = slot.digest
+    return digest
+
+
+def _slot_digests(engine: ColumnEngine, key: Key, value: Any) -> dict[Key | None, bytes]:
+    """subkey (None in flat columns) -> digest of one key's value (None: no such key)."""
+    if value is None:
+        return {}
+    if engine.nested:
+        return {sk: _slot_digest(engine, s) for sk, s in value.items()}
+    return {None: _slot_digest(engine, value)}
+
+
+def _engine_digests(engine: ColumnEngine) -> list[tuple[Key, Key | None, bytes]]:
+    return [
+        (k, sk, d) for k, v in engine.index.items() for sk, d in _slot_digests(engine, k, v).items()
+    ]
 
 
 def _is_live(item: _Buffered) -> bool:

@@ -109,6 +109,12 @@ class ColumnEngine:
         # inside a writer's with-block, fixed-shape flat ndarray samples go here
         self.rows: RowBuffer | None = None
 
+    def touched(self) -> set[Key]:
+        """Keys changed since the base commit, rows of an open with-block included."""
+        if self.rows is not None and len(self.rows):
+            return self.changed | set(self.rows.keys)
+        return self.changed
+
     @property
     def takes_rows(self) -> bool:
         """True if with-blocks buffer this column's samples as rows (the fast path)."""
