@@ -153,31 +153,34 @@ class StagingArea:
 
     def _replay_setruns(self, op: list[Any]) -> None:
         _, name, keys, subkeys, digests_hex, shapes, runs = op
+        locs = expand_runs([Run(*r) for r in runs])
+        self._replay_entries(name, keys, subkeys, digests_hex, shapes, locs)
+
+    def _replay_setmany(self, op: list[Any]) -> None:
+        _, name, keys, subkeys, digests_hex, shapes, locs = op
+        locs = [SampleLocation(*loc) for loc in zip(*locs, strict=True)]
+        self._replay_entries(name, keys, subkeys, digests_hex, shapes, locs)
+
+    def _replay_entries(  # noqa: PLR0917
+        self,
+        name: str,
+        keys: list[Key],
+        subkeys: list[Key | None] | None,
+        digests_hex: str,
+        shapes: list[list[int] | None] | None,
+        locs: list[SampleLocation],
+    ) -> None:
+        """Index samples a journal entry recorded as packed into chunks."""
         engine = self.columns[name]
         digests = bytes.fromhex(digests_hex)
-        locs = expand_runs([Run(*r) for r in runs])
         if len(locs) != len(keys) or len(digests) != 8 * len(keys):
             raise HangarError(f"staging journal of branch {self.branch!r}: a malformed entry")
         new = tuple.__new__
         for i, (key, loc) in enumerate(zip(keys, locs, strict=True)):
-            shape = tuple(shapes[i]) if shapes is not None and shapes[i] is not None else None
+            raw_shape = shapes[i] if shapes is not None else None
+            shape = tuple(raw_shape) if raw_shape is not None else None
             entry = new(Entry, (digests[8 * i : 8 * i + 8], loc, shape))
             engine.set_slot(key, None if subkeys is None else subkeys[i], entry)
-
-    def _replay_setmany(self, op: list[Any]) -> None:
-        _, name, keys, subkeys, digests_hex, shapes, locs = op
-        engine = self.columns[name]
-        digests = bytes.fromhex(digests_hex)
-        if subkeys is None:
-            subkeys = [None] * len(keys)
-        if shapes is None:
-            shapes = [None] * len(keys)
-        for i, (key, subkey, loc) in enumerate(
-            zip(keys, subkeys, zip(*locs, strict=True), strict=True)
-        ):
-            shape = tuple(shapes[i]) if shapes[i] is not None else None
-            entry = Entry(digests[8 * i : 8 * i + 8], SampleLocation(*loc), shape)
-            engine.set_slot(key, subkey, entry)
 
     def _write(self, entry: JournalEntry) -> None:
         self.lease.verify()
@@ -269,14 +272,10 @@ class StagingArea:
         """Pack a column's buffered rows into chunks (a page each) and index them."""
         index = engine.index
         schema = engine.schema
-
-        def store_chunk(digest: str, chunk: bytes) -> None:
-            self.store.put(chunk_key(digest), chunk)
-
         new = tuple.__new__
         for keys, data in rows.live_pages():
             runs = pack_uniform(
-                data, engine.codec.encode, schema.block_bytes, schema.chunk_bytes, store_chunk
+                data, engine.codec.encode, schema.block_bytes, schema.chunk_bytes, self._store_chunk
             )
             digests = row_digests(data)
             entries = [
@@ -346,6 +345,9 @@ class StagingArea:
         engine.del_slot(key, subkey)
 
     # ---------------------------------------------------------------- pack
+    def _store_chunk(self, digest: str, data: bytes) -> None:
+        self.store.put(chunk_key(digest), data)
+
     def _pack(
         self, items: list[_Buffered]
     ) -> list[tuple[ColumnEngine, list[_Buffered], list[SampleLocation]]]:
@@ -360,20 +362,16 @@ class StagingArea:
         for group in groups.values():
             engine = group[0][0]
             schema = engine.schema
-
-            def store_chunk(digest: str, data: bytes) -> None:
-                self.store.put(chunk_key(digest), data)
-
             arrays = [it[3].array for it in group]
             size = arrays[0].nbytes
             if all(a.nbytes == size for a in arrays):
                 stacked = np.stack([a.reshape(-1) for a in arrays])
                 locs = expand_runs(pack_uniform(stacked, engine.codec.encode,
                                                 schema.block_bytes, schema.chunk_bytes,
-                                                store_chunk))  # fmt: skip
+                                                self._store_chunk))  # fmt: skip
             else:
                 packer = ChunkPacker(engine.codec.encode, schema.block_bytes,
-                                     schema.chunk_bytes, store_chunk)  # fmt: skip
+                                     schema.chunk_bytes, self._store_chunk)  # fmt: skip
                 for n, a in enumerate(arrays):
                     packer.add(n, a.reshape(-1))
                 packer.seal()
@@ -475,7 +473,11 @@ class StagingArea:
                 before, _ = column_states(self.store, name, rec, None)
                 after: State = {}
                 if engine is not None:
-                    after = {(name, k, sk): d for k, sk, d in _engine_digests(engine)}
+                    after = {
+                        (name, k, sk): d
+                        for k, v in engine.index.items()
+                        for sk, d in _slot_digests(engine, v).items()
+                    }
                 diff_schemas(out, name, rec.schema.to_dict() if rec else None,
                              engine.schema.to_dict() if engine else None)  # fmt: skip
                 diff_states(out, before, after)
@@ -484,18 +486,14 @@ class StagingArea:
             if not touched:
                 continue
             base_index = SegmentIndex(self.store, rec.segments, engine.nested, rec.samples)
+            before = {}
+            after = {}
             for key in touched:
-                before_rows = _slot_digests(engine, key, base_index.get(key))
-                after_rows = _slot_digests(engine, key, engine.index.get(key))
-                for sub, d in after_rows.items():
-                    old = before_rows.get(sub)
-                    if old is None:
-                        out.added[name, key, sub] = d
-                    elif old != d:
-                        out.mutated[name, key, sub] = d
-                for sub, d in before_rows.items():
-                    if sub not in after_rows:
-                        out.deleted[name, key, sub] = d
+                for sub, d in _slot_digests(engine, base_index.get(key)).items():
+                    before[name, key, sub] = d
+                for sub, d in _slot_digests(engine, engine.index.get(key)).items():
+                    after[name, key, sub] = d
+            diff_states(out, before, after)
         return out
 
     @property
@@ -511,19 +509,13 @@ def _slot_digest(engine: ColumnEngine, slot: Any) -> bytes:
     return digest
 
 
-def _slot_digests(engine: ColumnEngine, key: Key, value: Any) -> dict[Key | None, bytes]:
+def _slot_digests(engine: ColumnEngine, value: Any) -> dict[Key | None, bytes]:
     """subkey (None in flat columns) -> digest of one key's value (None: no such key)."""
     if value is None:
         return {}
     if engine.nested:
         return {sk: _slot_digest(engine, s) for sk, s in value.items()}
     return {None: _slot_digest(engine, value)}
-
-
-def _engine_digests(engine: ColumnEngine) -> list[tuple[Key, Key | None, bytes]]:
-    return [
-        (k, sk, d) for k, v in engine.index.items() for sk, d in _slot_digests(engine, k, v).items()
-    ]
 
 
 def _is_live(item: _Buffered) -> bool:

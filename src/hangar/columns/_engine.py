@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hangar._gcpause import gc_paused
-from hangar.columns._index import SegmentIndex
+from hangar.columns._index import SegmentIndex, bucket_from_rows
 from hangar.columns._rows import RowBuffer
 from hangar.exceptions import CorruptionError, ObjectNotFoundError
 from hangar.format.chunks import BlockCache, SampleLocation, block_check, digest_bytes
@@ -274,15 +274,6 @@ class ColumnEngine:
                 yield key, None, slot
 
     # ------------------------------------------------------------- commit
-    def _rows_for(self, key: Key) -> list[Row]:
-        """Manifest rows of one key (pending samples must be packed first)."""
-        slot = self.index.get(key)
-        if slot is None:
-            return []
-        if self.nested:
-            return [(key, sk, slot[sk]) for sk in sorted(slot, key=key_order)]
-        return [(key, None, slot)]
-
     @staticmethod
     def _sorted_keys(bucket: dict[Key, Any]) -> list[Key]:
         keys = list(bucket)
@@ -332,13 +323,7 @@ class ColumnEngine:
             if i < len(old.segments):
                 loaded[old.segments[i].digest] = bucket
         for digest, rows in self._written.items():
-            fresh: dict[Key, Any] = {}
-            if self.nested:
-                for key, subkey, entry in rows:
-                    fresh.setdefault(key, {})[subkey] = entry
-            else:
-                fresh.update((key, entry) for key, _, entry in rows)
-            loaded[digest] = fresh
+            loaded[digest] = bucket_from_rows(rows, self.nested)
         self._written = {}
         self.base_segments = record.segments
         self.index = SegmentIndex(self.store, record.segments, self.nested, record.samples, loaded)

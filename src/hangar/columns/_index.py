@@ -16,11 +16,22 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hangar._gcpause import gc_paused
-from hangar.format.manifest import Key, SegmentRef, decode_segment
+from hangar.format.manifest import Key, Row, SegmentRef, decode_segment
 from hangar.format.names import manifest_key
 from hangar.store import Store
 
-__all__ = ["SegmentIndex"]
+__all__ = ["SegmentIndex", "bucket_from_rows"]
+
+
+def bucket_from_rows(rows: Iterable[Row], nested: bool) -> dict[Key, Any]:
+    """A bucket (``key -> entry``, or ``key -> {subkey -> entry}``) from manifest rows."""
+    bucket: dict[Key, Any] = {}
+    if nested:
+        for key, subkey, entry in rows:
+            bucket.setdefault(key, {})[subkey] = entry
+    else:
+        bucket.update((key, entry) for key, _, entry in rows)
+    return bucket
 
 
 class SegmentIndex:
@@ -83,14 +94,8 @@ class SegmentIndex:
         if bucket is None:
             seg = self._segments[i]
             data = self._store.get(manifest_key(seg.digest))
-            bucket = {}
             with gc_paused():
-                rows = decode_segment(data, seg.digest)
-                if self._nested:
-                    for key, subkey, entry in rows:
-                        bucket.setdefault(key, {})[subkey] = entry
-                else:
-                    bucket.update((key, entry) for key, _, entry in rows)
+                bucket = bucket_from_rows(decode_segment(data, seg.digest), self._nested)
             self._buckets[i] = bucket
             self._base_len[i] = len(bucket)
             if len(self._buckets) == 1:
