@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-import numpy as np
 import pytest
 
 import hangar.columns._engine as engine_module
-from hangar import Repository
 from hangar.diff import ColumnSchemaKey, FlatColumnDataKey, NestedColumnDataKey
 from hangar.store import open_store
 from hangar.testing.counting import CountingStore
-
-
-def new_repo(store: Any = None) -> Repository:
-    repo = Repository(store or f"memory://diff-{uuid.uuid4().hex}", exists=False)
-    repo.init("t", "t@example.com", remove_old=True)
-    return repo
-
-
-def v(n: int) -> np.ndarray:
-    return np.full(2, n, np.int64)
-
-
-def change(repo: Repository, branch: str, sets: dict[int, int], dels: tuple[int, ...] = (),
-           msg: str = "c") -> str:  # fmt: skip
-    co = repo.checkout(write=True, branch=branch)
-    try:
-        col = co.columns.get("x") or co.add_ndarray_column("x", prototype=v(0))
-        for k, n in sets.items():
-            col[k] = v(n)
-        for k in dels:
-            del col[k]
-        return co.commit(msg)
-    finally:
-        co.close()
+from history_helpers import change, new_repo, v
 
 
 def fk(*keys: int) -> tuple[FlatColumnDataKey, ...]:

@@ -18,6 +18,7 @@ from hangar.format.commits import CommitRecord
 from hangar.format.lease import Lease
 from hangar.format.names import validate_name
 from hangar.format.schema import ColumnSchema
+from hangar.merge import MERGE_TEXT, merge_branch
 from hangar.staging import StagingArea
 
 if TYPE_CHECKING:
@@ -359,6 +360,30 @@ class WriterCheckout(_CheckoutBase):
         if not self._staging.has_changes:
             raise HangarError("No changes made in staging area. Cannot commit.")
         return self._staging.commit(commit_message, self._repo._user_name, self._repo._user_email)
+
+    def merge(self, message: str, dev_branch: str, *, strategy: str | None = None) -> str:
+        """Merge ``dev_branch`` into this checkout's branch; return the new head.
+
+        As :meth:`hangar.Repository.merge`, through this writer's lease. The
+        staging area must be clean (commit or reset first), as in Hangar;
+        afterwards it is based on the new head.
+        """
+        self._alive()
+        staging = self._staging
+        if staging.has_changes:
+            raise RuntimeError(
+                "Changes are currently pending in the staging area To avoid mangled "
+                "histories, the staging area must exist in a clean state Please reset "
+                "or commit any changes before the merge operation"
+            )
+        repo = self._repo
+        outcome = merge_branch(
+            staging.store, repo._read_commit, staging.cache, self._branch, dev_branch, message,
+            (repo._user_name, repo._user_email), strategy=strategy, lease=self._lease,
+        )  # fmt: skip
+        staging.moved_to(outcome.commit, repo._read_commit(outcome.commit))
+        print(MERGE_TEXT[outcome.kind])
+        return outcome.commit
 
     def reset_staging_area(self) -> str | None:
         """Drop every uncommitted change; return the branch head commit."""

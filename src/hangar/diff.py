@@ -16,9 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from hangar.exceptions import InvalidKeyError, ObjectNotFoundError, RefNotFoundError
+from hangar.exceptions import (
+    CorruptionError,
+    InvalidKeyError,
+    ObjectNotFoundError,
+    RefNotFoundError,
+)
 from hangar.format.commits import ColumnRecord, CommitRecord
-from hangar.format.manifest import Key, SegmentRef, decode_segment, key_order
+from hangar.format.manifest import Entry, Key, Row, SegmentRef, decode_segment, key_order
 from hangar.format.names import manifest_key
 from hangar.store import Store
 
@@ -114,6 +119,10 @@ class DiffAndConflicts(NamedTuple):
 
 # (column, key, subkey) -> content digest; subkey is None in flat columns
 State = dict[tuple[str, Key, Key | None], bytes]
+# (column, key, subkey) -> manifest entry
+Entries = dict[tuple[str, Key, Key | None], Entry]
+# segment digest -> its decoded rows
+Segments = dict[str, list[Row]]
 Schemas = dict[str, dict[str, Any]]
 
 
@@ -133,32 +142,63 @@ class RawDiff(NamedTuple):
     schemas_mutated: Schemas
 
 
-def _segment_rows(store: Store, seg: SegmentRef) -> Iterable[tuple[Key, Key | None, bytes]]:
-    data = store.get(manifest_key(seg.digest))
-    for key, subkey, entry in decode_segment(data, seg.digest):
-        yield key, subkey, entry.digest
+def _segment_rows(store: Store, seg: SegmentRef, cache: Segments | None) -> list[Row]:
+    if cache is not None and seg.digest in cache:
+        return cache[seg.digest]
+    try:
+        data = store.get(manifest_key(seg.digest))
+    except ObjectNotFoundError as exc:
+        raise CorruptionError(f"manifest segment {seg.digest} is missing from the store") from exc
+    rows = list(decode_segment(data, seg.digest))
+    if cache is not None:
+        cache[seg.digest] = rows
+    return rows
 
 
 def column_states(
-    store: Store, name: str, base: ColumnRecord | None, head: ColumnRecord | None
+    store: Store,
+    name: str,
+    base: ColumnRecord | None,
+    head: ColumnRecord | None,
+    *,
+    entries: Entries | None = None,
+    cache: Segments | None = None,
 ) -> tuple[State, State]:
-    """Rows of one column on both sides, leaving out segments both sides share."""
+    """Rows of one column on both sides, leaving out segments both sides share.
+
+    ``entries``, if given, receives the full manifest entry of every head-side
+    row read (what a merge needs to take a sample over without reading it);
+    ``cache`` keeps decoded segments by digest, so none is read twice.
+    """
     base_segs = base.segments if base else ()
     head_segs = head.segments if head else ()
     shared = {s.digest for s in base_segs} & {s.digest for s in head_segs}
     sides: list[State] = []
-    for segs in (base_segs, head_segs):
+    for side, segs in enumerate((base_segs, head_segs)):
         state: State = {}
+        keep = entries if side == 1 else None
         for seg in segs:
-            if seg.digest not in shared:
-                for key, subkey, digest in _segment_rows(store, seg):
-                    state[name, key, subkey] = digest
+            if seg.digest in shared:
+                continue
+            for key, subkey, entry in _segment_rows(store, seg, cache):
+                state[name, key, subkey] = entry.digest
+                if keep is not None:
+                    keep[name, key, subkey] = entry
         sides.append(state)
     return sides[0], sides[1]
 
 
-def diff_records(store: Store, base: CommitRecord | None, head: CommitRecord | None) -> RawDiff:
-    """Two-way diff of two commits (None: the empty repository)."""
+def diff_records(
+    store: Store,
+    base: CommitRecord | None,
+    head: CommitRecord | None,
+    entries: Entries | None = None,
+    cache: Segments | None = None,
+) -> RawDiff:
+    """Two-way diff of two commits (None: the empty repository).
+
+    ``entries`` and ``cache`` as in :func:`column_states`.
+    """
     bcols = base.columns if base else {}
     hcols = head.columns if head else {}
     out = RawDiff({}, {}, {}, {}, {}, {})
@@ -166,7 +206,7 @@ def diff_records(store: Store, base: CommitRecord | None, head: CommitRecord | N
         b, h = bcols.get(name), hcols.get(name)
         diff_schemas(out, name, b.schema.to_dict() if b else None,
                       h.schema.to_dict() if h else None)  # fmt: skip
-        before, after = column_states(store, name, b, h)
+        before, after = column_states(store, name, b, h, entries=entries, cache=cache)
         diff_states(out, before, after)
     return out
 
@@ -230,24 +270,58 @@ class RawConflicts(NamedTuple):
     def any(self) -> bool:
         return bool(self.t1 or self.t21 or self.t22 or self.t3 or self.schemas)
 
+    def keys(self) -> set[tuple[str, Key, Key | None]]:
+        """Every conflicting (column, key, subkey)."""
+        return self.t1 | self.t21 | self.t22 | self.t3
+
+
+def schema_after(raw: RawDiff, name: str) -> tuple[bool, dict[str, Any] | None]:
+    """Whether a diff changed column ``name``'s schema, and the schema after (None: no column)."""
+    if name in raw.schemas_deleted:
+        return True, None
+    for changed in (raw.schemas_added, raw.schemas_mutated):
+        if name in changed:
+            return True, changed[name]
+    return False, None
+
+
+def sample_columns(raw: RawDiff) -> set[str]:
+    """Columns in which a diff added, deleted or changed a sample."""
+    return {k[0] for part in (raw.added, raw.deleted, raw.mutated) for k in part}
+
+
+def changed_columns(raw: RawDiff) -> set[str]:
+    """Columns whose schema a diff changed (added, deleted, re-created)."""
+    return set(raw.schemas_added) | set(raw.schemas_deleted) | set(raw.schemas_mutated)
+
 
 def find_conflicts(master: RawDiff, dev: RawDiff) -> RawConflicts:
-    """Conflicts between two diffs from a common ancestor (Hangar's four kinds)."""
+    """Conflicts between two diffs from a common ancestor (Hangar's four kinds).
+
+    Samples: t1 added on both sides with different content, t21 removed in
+    master and mutated in dev, t22 the reverse, t3 mutated on both sides to
+    different content. Columns (under ``schemas``, with the schema the
+    changing side gives them, dev's if both did, or the last schema of a
+    column removed): changed differently on both sides, or changed on one
+    side (added, removed, re-created) while the other side changed its
+    samples. The same change made on both sides is no conflict.
+    """
     t1 = {k for k, d in dev.added.items() if k in master.added and master.added[k] != d}
     t21 = {k for k in dev.mutated if k in master.deleted}
     t22 = {k for k in master.mutated if k in dev.deleted}
     t3 = {k for k, d in dev.mutated.items() if k in master.mutated and master.mutated[k] != d}
     schemas: Schemas = {}
-    for name, s in {**dev.schemas_added, **dev.schemas_mutated}.items():
-        other = master.schemas_added.get(name) or master.schemas_mutated.get(name)
-        if other is not None and other != s:
-            schemas[name] = s
-    for name in dev.schemas_deleted:
-        if name in master.schemas_mutated:
-            schemas[name] = master.schemas_mutated[name]
-    for name in master.schemas_deleted:
-        if name in dev.schemas_mutated:
-            schemas[name] = dev.schemas_mutated[name]
+    m_samples, d_samples = sample_columns(master), sample_columns(dev)
+    for name in sorted(changed_columns(master) | changed_columns(dev)):
+        m_changed, m_after = schema_after(master, name)
+        d_changed, d_after = schema_after(dev, name)
+        if m_changed and d_changed:
+            clash = m_after != d_after
+        else:
+            clash = (m_changed and name in d_samples) or (d_changed and name in m_samples)
+        if clash:
+            side, after = (dev, d_after) if d_changed else (master, m_after)
+            schemas[name] = after if after is not None else side.schemas_deleted[name]
     return RawConflicts(t1, t21, t22, t3, schemas)
 
 

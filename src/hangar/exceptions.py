@@ -19,7 +19,8 @@ catches the built-in keeps working::
     ├── RefNotFoundError (KeyError, ValueError)   no branch, tag or commit of that name
     ├── NameTakenError (ValueError)               a branch or tag of that name exists
     ├── EmptyHistoryError (RuntimeError)          the branch has no commit yet
-    └── UnmergedBranchError (RuntimeError)        removal would drop unmerged history
+    ├── UnmergedBranchError (RuntimeError)        removal would drop unmerged history
+    └── MergeConflictError (ValueError)           a merge or rebuilt commit met conflicts
 
 ``VersionConflictError`` subclasses ``HangarError`` only: a lost compare-and-swap
 is an expected outcome that callers retry, not an OS error.
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidStoreURLError",
     "LeaseLostError",
     "LockHeldError",
+    "MergeConflictError",
     "NameTakenError",
     "ObjectNotFoundError",
     "ReadOnlyError",
@@ -164,3 +166,16 @@ class EmptyHistoryError(HangarError, RuntimeError):
 
 class UnmergedBranchError(HangarError, RuntimeError):
     """Removing the branch would drop history that no other branch holds."""
+
+
+class MergeConflictError(HangarError, ValueError):
+    """A merge (or a commit rebuilt on a branch head that moved) met conflicts; nothing changed.
+
+    ``conflicts`` holds them as Hangar's :class:`hangar.diff.Conflicts`
+    (``t1``, ``t21``, ``t22``, ``t3``; schema conflicts under ``t3.schema``).
+    A ``ValueError``, as Hangar raises for a conflicted merge.
+    """
+
+    def __init__(self, message: str, conflicts: object) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts

@@ -23,16 +23,19 @@ from hangar.exceptions import (
     RefNotFoundError,
     RepositoryNotFoundError,
 )
+from hangar.format.chunks import BlockCache
 from hangar.format.commits import CommitRecord, read_commit
 from hangar.format.lease import force_release, lease_is_live
 from hangar.format.names import HANGAR_JSON, branch_ref, validate_name
 from hangar.format.records import FORMAT_VERSION, BranchRef, RepositoryInfo
 from hangar.history import format_bytes, format_log, list_history, summary_text
+from hangar.merge import MERGE_TEXT, merge_branch
 from hangar.store import LocalStore, Store, open_store
 
 __all__ = ["Repository"]
 
 _DEFAULT_BRANCH = "master"
+_COMMIT_CACHE = 65536  # commit records a Repository keeps in memory
 
 
 class Repository:
@@ -74,6 +77,8 @@ class Repository:
             self._root = root
             self._store = open_store(root, **(storage_options or {}))
         self._cache_blocks = cache_blocks
+        # commit records never change once written: history walks read each once
+        self._commits: dict[str, CommitRecord] = {}
         self._info: RepositoryInfo | None = None
         self._load_info()
         if exists and self._info is None:
@@ -130,7 +135,13 @@ class Repository:
         return f"Hangar {type(self).__name__}\n    Repository Path  : {self._root}\n"
 
     def _read_commit(self, cid: str) -> CommitRecord:
-        return read_commit(self._store, cid)
+        rec = self._commits.get(cid)
+        if rec is None:
+            rec = read_commit(self._store, cid)
+            if len(self._commits) >= _COMMIT_CACHE:
+                self._commits.clear()
+            self._commits[cid] = rec
+        return rec
 
     # -------------------------------------------------------------- init
     def init(self, user_name: str, user_email: str, remove_old: bool = False) -> str:
@@ -164,6 +175,7 @@ class Repository:
             for key in list(self._store.list()):
                 self._store.delete(key)
         self._info = None
+        self._commits.clear()
 
     # ---------------------------------------------------------- branches
     def _branch_head(self, branch: str) -> str | None:
@@ -226,6 +238,63 @@ class Repository:
         """Names of every tag, sorted."""
         self._require()
         return refs.list_tags(self._store)
+
+    # ------------------------------------------------------------- merge
+    def merge(
+        self,
+        message: str,
+        master_branch: str,
+        dev_branch: str,
+        *,
+        strategy: str | None = None,
+    ) -> str:
+        """Merge ``dev_branch`` into ``master_branch``; return ``master_branch``'s new head.
+
+        A fast-forward when ``master_branch``'s head is in ``dev_branch``'s
+        history (no new commit); otherwise a three-way merge against their
+        nearest common ancestor, written as a commit with both heads as
+        parents and ``message``. Nothing changes when ``dev_branch`` is
+        already merged. Only manifests are read, never sample data.
+
+        A merge needs no writer lease: the branch ref moves by
+        compare-and-swap, and a merge that lost the race to another commit or
+        merge is done again on the new head. A writer checkout open on
+        ``master_branch`` keeps its staged changes; its next commit is
+        rebuilt on the merged head.
+
+        Parameters
+        ----------
+        message
+            The merge commit's message (unused by a fast-forward).
+        master_branch
+            The branch that receives the changes.
+        dev_branch
+            The branch whose changes are merged.
+        strategy
+            ``None`` (default): any conflict raises and nothing changes.
+            ``'ours'``: conflicting keys and columns keep ``master_branch``'s
+            version; ``'theirs'``: they take ``dev_branch``'s.
+
+        Raises
+        ------
+        MergeConflictError
+            A ``ValueError`` listing every conflicting column and key (and,
+            in ``.conflicts``, Hangar's ``Conflicts``): sample added on both
+            sides with different content (t1), removed on one side and
+            mutated on the other (t21, t22), mutated differently on both (t3),
+            columns changed incompatibly.
+        RefNotFoundError
+            No such branch.
+        EmptyHistoryError
+            ``dev_branch`` has no commit.
+        """
+        self._require()
+        outcome = merge_branch(
+            self._store, self._read_commit, BlockCache(self._cache_blocks), master_branch,
+            dev_branch, message, (self._user_name, self._user_email), strategy=strategy,
+        )  # fmt: skip
+        print(MERGE_TEXT[outcome.kind])
+        return outcome.commit
 
     def _resolve_commit(self, commit: str) -> str:
         """A commit id, or the commit a tag names."""

@@ -13,7 +13,7 @@ compare-and-swap against the version this writer's lease fenced
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,13 @@ from hangar import _gcpause
 from hangar.columns._engine import ColumnEngine, Pending, row_digests, sample_digest
 from hangar.columns._index import SegmentIndex
 from hangar.columns._rows import RowBuffer
-from hangar.diff import RawDiff, State, column_states, diff_schemas, diff_states
-from hangar.exceptions import HangarError, LeaseLostError, VersionConflictError
+from hangar.diff import RawConflicts, RawDiff, State, column_states, diff_schemas, diff_states
+from hangar.exceptions import (
+    HangarError,
+    LeaseLostError,
+    MergeConflictError,
+    VersionConflictError,
+)
 from hangar.format.chunks import (
     BlockCache,
     ChunkPacker,
@@ -34,7 +39,7 @@ from hangar.format.chunks import (
     runs_of,
     uniform_layout,
 )
-from hangar.format.commits import ColumnRecord, CommitRecord, write_commit
+from hangar.format.commits import ColumnRecord, CommitRecord, read_commit, write_commit
 from hangar.format.lease import Lease
 from hangar.format.manifest import Entry, Key
 from hangar.format.names import branch_ref, chunk_key
@@ -52,9 +57,13 @@ from hangar.format.staging import (
     write_entry,
     write_state,
 )
+from hangar.merge import conflict_lines, merge_columns, now_iso
+from hangar.refs import is_ancestor
 from hangar.store import Store
 
 __all__ = ["StagingArea"]
+
+_RETRIES = 50
 
 # a buffered write: column, key, subkey, the pending sample
 _Buffered = tuple[ColumnEngine, Key, "Key | None", Pending]
@@ -79,17 +88,31 @@ class StagingArea:
         self.base_commit = base_commit
         self.columns: dict[str, ColumnEngine] = {}
         self.schemas_changed = False
-        for name, rec in (base.columns if base else {}).items():
-            self.columns[name] = ColumnEngine(name, rec.schema, store, rec, cache)
+        self._set_base(base, base_commit)
         self._seq = 0
         self._buffer_depth = 0
         self._buffer: JournalEntry | None = None
         self._buffered: list[_Buffered] = []
         self._adopt()
 
+    def _set_base(self, base: CommitRecord | None, base_commit: str | None) -> None:
+        """Make ``base_commit`` what the staging area starts from, with no change staged."""
+        self.base, self.base_commit = base, base_commit
+        self.columns = {
+            name: ColumnEngine(name, rec.schema, self.store, rec, self.cache)
+            for name, rec in (base.columns if base else {}).items()
+        }
+        self.schemas_changed = False
+
     # ------------------------------------------------------------ journal
     def _adopt(self) -> None:
-        """Take over the staging journal: adopt live entries and replay them."""
+        """Take over the staging journal: adopt live entries and replay them.
+
+        Live entries are replayed on the commit they were staged on, which may
+        be older than the branch head (a merge moved the branch, or a writer
+        crashed between moving the ref and clearing its journal): the commit
+        is then rebuilt on the head, see :meth:`commit`.
+        """
         found = read_state(self.store, self.branch)
         names = list_entries(self.store, self.branch)
         if found is None:
@@ -98,6 +121,11 @@ class StagingArea:
         else:
             state, version = found
             live = state.live(names)
+            if live and self._landed(state.committing):
+                live = []  # committed by a writer that died before clearing its journal
+            elif live and state.base_commit != self.base_commit:
+                base = read_commit(self.store, state.base_commit) if state.base_commit else None
+                self._set_base(base, state.base_commit)
         new_state = StagingState(self.lease.epoch, self.base_commit, tuple(live), 0)
         try:
             self._state_version = write_state(self.store, self.branch, new_state, version)
@@ -106,10 +134,20 @@ class StagingArea:
             raise LeaseLostError(
                 f"another writer took branch {self.branch!r} while this one was opening"
             ) from exc
+        self._state = new_state
         own = [n for n in names if entry_epoch(n) == self.lease.epoch]
         self._seq = max((entry_seq(n) for n in own), default=-1) + 1
         for name in live:
             self._replay(read_entry(self.store, self.branch, name))
+
+    def _landed(self, committing: str | None) -> bool:
+        """Whether commit ``committing`` is in the branch's history (its ref swap happened)."""
+        if committing is None or self.base_commit is None:
+            return False
+        return is_ancestor(committing, [self.base_commit], self._read)
+
+    def _read(self, cid: str) -> CommitRecord:
+        return read_commit(self.store, cid)
 
     def _replay(self, entry: JournalEntry) -> None:
         blob = memoryview(entry.blob)
@@ -117,11 +155,6 @@ class StagingArea:
             kind = op[0]
             if kind == "add":
                 schema = ColumnSchema.from_dict(op[2])
-                existing = self.columns.get(op[1])
-                if existing is not None and existing.schema == schema:
-                    # a writer that crashed between moving the ref and resetting the
-                    # journal left this entry: the column is already in the base
-                    continue
                 self.columns[op[1]] = ColumnEngine(op[1], schema, self.store, None, self.cache)
                 self.schemas_changed = True
             elif kind == "drop":
@@ -419,48 +452,140 @@ class StagingArea:
         for name, engine in sorted(self.columns.items()):
             columns[name] = engine.build_record()
         parents = (self.base_commit,) if self.base_commit else ()
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        record = CommitRecord(parents, user_name, user_email, now, message, columns)
-        cid = write_commit(self.store, record)
-        self.lease.check()
-        ref = BranchRef(cid, self.lease.epoch)
-        try:
-            version = self.store.replace_if_version(
-                branch_ref(self.branch), ref.to_bytes(), self.lease.ref_version
-            )
-        except VersionConflictError as exc:
-            self.lease.lose("the branch ref moved under it: another writer was fenced in")
-            raise LeaseLostError(
-                f"commit refused: branch {self.branch!r} was taken by another writer "
-                "(its lease expired or was force-released); nothing was committed"
-            ) from exc
-        self.lease.moved_ref(ref, version)
-        for name, engine in self.columns.items():
-            engine.committed(columns[name])
-        self.base, self.base_commit = record, cid
-        self.schemas_changed = False
+        staged = CommitRecord(parents, user_name, user_email, now_iso(), message, columns)
+        cid, record = self._move_ref(staged)
+        if record is staged:
+            for name, engine in self.columns.items():
+                engine.committed(columns[name])
+            self.base, self.base_commit = record, cid
+            self.schemas_changed = False
+        else:  # rebuilt on a newer head: start again from what landed
+            self._set_base(record, cid)
         self._reset_journal(cid)
         return cid
 
+    def _move_ref(self, staged: CommitRecord) -> tuple[str, CommitRecord]:
+        """Write the commit and swap the branch ref to it; return what landed.
+
+        The swap is against the ref version this writer last saw, carrying its
+        lease epoch. If the ref moved since, a newer epoch means this writer
+        was fenced out (:class:`LeaseLostError`); the same epoch means a merge
+        moved the branch, and the staged changes are rebuilt on the new head
+        (:meth:`_rebuild`) and swapped again.
+        """
+        try:
+            return self._swap(staged)
+        except MergeConflictError:
+            if self._state.committing is not None:  # that commit never landed
+                self._write_state(replace(self._state, committing=None))
+            raise
+
+    def _swap(self, staged: CommitRecord) -> tuple[str, CommitRecord]:
+        lease = self.lease
+        key = branch_ref(self.branch)
+        head, version = lease.ref.commit, lease.ref_version
+        for _ in range(_RETRIES):
+            record = staged
+            if head != self.base_commit:
+                assert head is not None
+                record, new = self._rebuild(staged, head)
+                if not new:
+                    return head, record
+            cid = write_commit(self.store, record)
+            lease.check()
+            self._write_state(replace(self._state, committing=cid))
+            ref = BranchRef(cid, lease.epoch)
+            try:
+                version = self.store.replace_if_version(key, ref.to_bytes(), version)
+            except VersionConflictError:
+                data, version = self.store.get_versioned(key)
+                now = BranchRef.from_bytes(data)
+                if now.epoch != lease.epoch:
+                    lease.lose("the branch ref moved under it: another writer was fenced in")
+                    raise LeaseLostError(
+                        f"commit refused: branch {self.branch!r} was taken by another writer "
+                        "(its lease expired or was force-released); nothing was committed"
+                    ) from None
+                head = now.commit
+                continue
+            lease.moved_ref(ref, version)
+            return cid, record
+        raise VersionConflictError(
+            key, None, f"branch {self.branch!r} kept moving: commit gave up after {_RETRIES} tries"
+        )
+
+    def _rebuild(self, staged: CommitRecord, head: str) -> tuple[CommitRecord, bool]:
+        """The staged changes (made on the base commit) applied on ``head`` instead.
+
+        Returns the commit to write and True, or ``head``'s own record and
+        False when ``head`` already holds every staged change: a writer
+        crashed after its commit moved the ref, before it cleared the journal.
+        """
+        head_rec = read_commit(self.store, head)
+
+        def describe(c: RawConflicts) -> str:
+            return "\n".join(
+                [
+                    (
+                        f"commit refused: branch {self.branch!r} moved to {head} while this "
+                        f"writer was staging on {self.base_commit}, and both changed the "
+                        "same keys; nothing was committed:"
+                    ),
+                    *conflict_lines(c, "the branch head", "this writer"),
+                    (
+                        "The staged changes are kept. reset_staging_area() drops them and "
+                        "moves this writer to the new head."
+                    ),
+                ]
+            )
+
+        columns = merge_columns(self.store, self.cache, self.base, head_rec, staged,
+                                describe=describe)  # fmt: skip
+        if columns == head_rec.columns:
+            return head_rec, False
+        return replace(staged, parents=(head,), time=now_iso(), columns=columns), True
+
+    def moved_to(self, commit: str, record: CommitRecord) -> None:
+        """This writer moved the branch to ``commit`` (a merge): stage on it from now on."""
+        self._set_base(record, commit)
+        self._reset_journal(commit)
+
     def _reset_journal(self, base_commit: str | None) -> None:
         old = list_entries(self.store, self.branch)
-        state = StagingState(self.lease.epoch, base_commit, (), self._seq)
-        self._state_version = write_state(self.store, self.branch, state, self._state_version)
+        self._write_state(StagingState(self.lease.epoch, base_commit, (), self._seq))
         delete_entries(self.store, self.branch, old)
 
+    def _write_state(self, state: StagingState) -> None:
+        """Swap the staging state; losing the swap means another writer took the branch."""
+        try:
+            self._state_version = write_state(self.store, self.branch, state, self._state_version)
+        except VersionConflictError as exc:
+            self.lease.lose("another writer took over the staging area")
+            raise LeaseLostError(
+                f"branch {self.branch!r} was taken by another writer (its staging area "
+                "changed under this one)"
+            ) from exc
+        self._state = state
+
     def reset(self) -> None:
-        """Drop every staged change: back to the branch head."""
+        """Drop every staged change: back to the branch head (its current one)."""
         self.lease.check()
         if self._buffer is not None:
             raise HangarError(
                 "reset_staging_area() inside a `with column:` block: leave the block first"
             )
+        data, version = self.store.get_versioned(branch_ref(self.branch))
+        ref = BranchRef.from_bytes(data)
+        if ref.epoch != self.lease.epoch:
+            self.lease.lose("another writer took the branch")
+            self.lease.check()
+        if ref.commit != self.base_commit:  # a merge moved the branch: start from its head
+            self.lease.moved_ref(ref, version)
+            base = read_commit(self.store, ref.commit) if ref.commit else None
+            self._set_base(base, ref.commit)
+        else:
+            self._set_base(self.base, self.base_commit)
         self._reset_journal(self.base_commit)
-        self.columns = {
-            name: ColumnEngine(name, rec.schema, self.store, rec, self.cache)
-            for name, rec in (self.base.columns if self.base else {}).items()
-        }
-        self.schemas_changed = False
 
     def staged_diff(self) -> RawDiff:
         """The staged changes against the base commit, from digests (no chunk is read)."""

@@ -91,7 +91,10 @@ class ColumnEngine:
         store: Store,
         base: ColumnRecord | None,
         cache: BlockCache,
+        *,
+        loaded: dict[str, dict[Key, Any]] | None = None,
     ) -> None:
+        """``loaded``: buckets already decoded, by segment digest (see :class:`SegmentIndex`)."""
         self.name = name
         self.schema = schema
         self.store = store
@@ -101,7 +104,7 @@ class ColumnEngine:
         self.nested = schema.column_layout == "nested"
         self.variable = schema.variable_shape
         self.index = SegmentIndex(
-            store, self.base_segments, self.nested, base.samples if base else 0
+            store, self.base_segments, self.nested, base.samples if base else 0, loaded
         )
         self.changed: set[Key] = set()
         self._written: dict[str, list[Row]] = {}  # segments the last build_record wrote

@@ -13,8 +13,10 @@ Under ``staging/heads/<branch>/``:
   state naming its epoch (compare-and-swap). Entries an older writer wrote
   after that are never read: they are fenced out.
 
-A commit packs the inline samples into chunks, writes manifests, the commit
-record and the ref, then resets the state to an empty journal.
+A commit packs the inline samples into chunks, writes manifests and the commit
+record, names that commit in the state (``committing``), swaps the ref, then
+resets the state to an empty journal. A writer that finds ``committing``
+already in its branch's history drops the live entries: they landed.
 """
 
 from __future__ import annotations
@@ -42,21 +44,31 @@ class StagingState:
     base_commit: str | None
     adopted: tuple[str, ...] = ()  # journal entry names adopted from earlier writers
     own_from: int = 0  # this epoch's entries with seq >= own_from are live
+    # the commit of the live entries, written just before the ref is swapped to it: if
+    # the writer dies before it clears the journal, the next one sees it landed
+    committing: str | None = None
 
     def to_bytes(self) -> bytes:
-        return canonical_json(
-            {
-                "epoch": self.epoch,
-                "base_commit": self.base_commit,
-                "adopted": list(self.adopted),
-                "own_from": self.own_from,
-            }
-        )
+        d: dict[str, Any] = {
+            "epoch": self.epoch,
+            "base_commit": self.base_commit,
+            "adopted": list(self.adopted),
+            "own_from": self.own_from,
+        }
+        if self.committing is not None:
+            d["committing"] = self.committing
+        return canonical_json(d)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> StagingState:
         d = load_json(data, "staging state")
-        return cls(int(d["epoch"]), d["base_commit"], tuple(d["adopted"]), int(d["own_from"]))
+        return cls(
+            int(d["epoch"]),
+            d["base_commit"],
+            tuple(d["adopted"]),
+            int(d["own_from"]),
+            d.get("committing"),
+        )
 
     def live(self, names: list[str]) -> list[str]:
         """The live entries among ``names`` (all entries found), in journal order."""
