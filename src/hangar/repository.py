@@ -31,6 +31,7 @@ from hangar.format.records import FORMAT_VERSION, BranchRef, RepositoryInfo
 from hangar.history import format_bytes, format_log, list_history, summary_text
 from hangar.merge import MERGE_TEXT, merge_branch
 from hangar.store import LocalStore, Store, open_store
+from hangar.verify import VerifyReport, verify_repository
 
 __all__ = ["Repository"]
 
@@ -357,6 +358,29 @@ class Repository:
     def writer_lock_held(self, branch: str = _DEFAULT_BRANCH) -> bool:
         """Whether a live (unexpired, unreleased) lease holds ``branch``."""
         return lease_is_live(self._store, validate_name(branch, "branch name"))
+
+    # ---------------------------------------------------------- integrity
+    def verify(self, *, progress: bool = True) -> VerifyReport:
+        """Re-hash every commit, manifest segment and chunk reachable from any branch or tag.
+
+        Every object is read once and checked against its name (and every
+        block a manifest points at against its checksum); the report lists
+        every missing or corrupt object, it does not stop at the first.
+
+        Parameters
+        ----------
+        progress
+            Show progress bars (on stderr) while manifests and chunks are read.
+
+        Returns
+        -------
+        VerifyReport
+            ``report.ok``, ``report.problems`` (each a ``Problem(kind, key,
+            detail)``, ``kind`` being ``'missing'`` or ``'corrupt'``) and
+            counts of what was checked; ``print(report)`` tells it all.
+        """
+        self._require()
+        return verify_repository(self._store, progress=progress)
 
     # ------------------------------------------------------ log, summary
     def log(
