@@ -122,7 +122,7 @@ def test_sixteen_processes_race_commits_and_merges(
     for i in range(MERGERS):
         want |= {f"{i}-0": 100 * i, f"{i}-1": 100 * i + 1}
     want |= {f"m-{j}": -j for j in range(MASTER_COMMITS)}
-    assert {k: int(col[k][0]) for k in col.keys()} == want
+    assert {k: int(col[k][0]) for k in col} == want
     assert all(int(col[k][1]) == v for k, v in want.items())
     # each merge is its branch's last commit (a fast-forward) or has it as a parent
     for i, ids in enumerate(outs[:MERGERS]):

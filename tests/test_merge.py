@@ -12,7 +12,12 @@ import pytest
 
 import hangar.columns._engine as engine_module
 from hangar import Repository
-from hangar.diff import ColumnSchemaKey, FlatColumnDataKey, NestedColumnDataKey
+from hangar.diff import (
+    ColumnSchemaKey,
+    FlatColumnDataKey,
+    NestedColumnDataKey,
+    common_ancestor,
+)
 from hangar.exceptions import (
     EmptyHistoryError,
     InvalidKeyError,
@@ -390,3 +395,23 @@ def test_writer_checkout_merge() -> None:
     with pytest.raises(LeaseLostError):
         co.merge("m", "dev")
     co.close()
+
+
+def test_merge_base_is_the_newest_common_ancestor_not_the_closest_by_steps() -> None:
+    # dev merged master's head long ago through a long chain, and an old commit directly:
+    # master's head is in dev's history, so merging dev into master is a fast-forward
+    records = {
+        "m": (("x",), 5), "x": ((), 1),
+        "d": (("c1", "x"), 9), "c1": (("c2",), 8), "c2": (("c3",), 7), "c3": (("m",), 6),
+    }  # fmt: skip
+
+    class Rec:
+        def __init__(self, parents: tuple[str, ...], t: int) -> None:
+            self.parents, self.time = parents, f"2026-01-01T00:00:{t:02d}Z"
+
+    def read(c: str) -> Any:
+        return Rec(*records[c])
+
+    assert common_ancestor("m", "d", read) == "m"
+    assert common_ancestor("d", "m", read) == "m"
+    assert common_ancestor("c2", "x", read) == "x"

@@ -358,6 +358,7 @@ class WriterCheckout(_CheckoutBase):
         """Commit the staging area to the branch; return the commit id (``a=...``)."""
         self._alive()
         if not self._staging.has_changes:
+            self._lease.verify()  # a writer that lost its lease hears that first
             raise HangarError("No changes made in staging area. Cannot commit.")
         return self._staging.commit(commit_message, self._repo._user_name, self._repo._user_email)
 

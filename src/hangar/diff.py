@@ -355,12 +355,25 @@ def ancestors(commit: str, read: Callable[[str], CommitRecord]) -> dict[str, int
 
 
 def common_ancestor(a: str, b: str, read: Callable[[str], CommitRecord]) -> str | None:
-    """The nearest commit in the history of both ``a`` and ``b`` (None if there is none)."""
-    da, db = ancestors(a, read), ancestors(b, read)
-    shared = set(da) & set(db)
+    """The merge base of ``a`` and ``b``: a common ancestor that no other one descends from.
+
+    When ``a`` is in ``b``'s history it is ``a`` itself (and the other way
+    round). Criss-cross histories can have several merge bases: the newest
+    is taken (then the smallest id). None when the two share no history.
+    """
+    shared = set(ancestors(a, read)) & set(ancestors(b, read))
     if not shared:
         return None
-    return min(shared, key=lambda c: (da[c] + db[c], read(c).time, c))
+    # shared is closed under ancestry: a shared commit is below another one exactly
+    # when it is the parent of a shared commit
+    below = {p for c in shared for p in read(c).parents}
+    bases = shared - below
+    return max(bases, key=lambda c: (read(c).time, _neg(c)))
+
+
+def _neg(cid: str) -> tuple[int, ...]:
+    """Sorts ids in reverse, so that max() picks the smallest id on a tie."""
+    return tuple(-ord(ch) for ch in cid)
 
 
 class ReaderUserDiff:

@@ -59,7 +59,7 @@ from hangar.format.staging import (
 )
 from hangar.merge import conflict_lines, merge_columns, now_iso
 from hangar.refs import is_ancestor
-from hangar.store import Store
+from hangar.store import Store, Version
 
 __all__ = ["StagingArea"]
 
@@ -484,9 +484,13 @@ class StagingArea:
         lease = self.lease
         key = branch_ref(self.branch)
         head, version = lease.ref.commit, lease.ref_version
+        fresh = False  # head and version were just read from the store
         for _ in range(_RETRIES):
             record = staged
             if head != self.base_commit:
+                if not fresh:  # the branch moved before: rebuild on where it is now
+                    head, version = self._current_ref()
+                    fresh = True
                 assert head is not None
                 record, new = self._rebuild(staged, head)
                 if not new:
@@ -498,21 +502,26 @@ class StagingArea:
             try:
                 version = self.store.replace_if_version(key, ref.to_bytes(), version)
             except VersionConflictError:
-                data, version = self.store.get_versioned(key)
-                now = BranchRef.from_bytes(data)
-                if now.epoch != lease.epoch:
-                    lease.lose("the branch ref moved under it: another writer was fenced in")
-                    raise LeaseLostError(
-                        f"commit refused: branch {self.branch!r} was taken by another writer "
-                        "(its lease expired or was force-released); nothing was committed"
-                    ) from None
-                head = now.commit
+                head, version = self._current_ref()
+                fresh = True
                 continue
             lease.moved_ref(ref, version)
             return cid, record
         raise VersionConflictError(
             key, None, f"branch {self.branch!r} kept moving: commit gave up after {_RETRIES} tries"
         )
+
+    def _current_ref(self, what: str = "commit") -> tuple[str | None, Version]:
+        """The branch head now and the ref's version; LeaseLostError if another writer took it."""
+        data, version = self.store.get_versioned(branch_ref(self.branch))
+        now = BranchRef.from_bytes(data)
+        if now.epoch != self.lease.epoch:
+            self.lease.lose("the branch ref moved under it: another writer was fenced in")
+            raise LeaseLostError(
+                f"{what} refused: branch {self.branch!r} was taken by another writer "
+                "(its lease expired or was force-released); nothing was changed"
+            )
+        return now.commit, version
 
     def _rebuild(self, staged: CommitRecord, head: str) -> tuple[CommitRecord, bool]:
         """The staged changes (made on the base commit) applied on ``head`` instead.
@@ -574,15 +583,11 @@ class StagingArea:
             raise HangarError(
                 "reset_staging_area() inside a `with column:` block: leave the block first"
             )
-        data, version = self.store.get_versioned(branch_ref(self.branch))
-        ref = BranchRef.from_bytes(data)
-        if ref.epoch != self.lease.epoch:
-            self.lease.lose("another writer took the branch")
-            self.lease.check()
-        if ref.commit != self.base_commit:  # a merge moved the branch: start from its head
-            self.lease.moved_ref(ref, version)
-            base = read_commit(self.store, ref.commit) if ref.commit else None
-            self._set_base(base, ref.commit)
+        head, version = self._current_ref("reset")
+        if head != self.base_commit:  # a merge moved the branch: start from its head
+            self.lease.moved_ref(BranchRef(head, self.lease.epoch), version)
+            base = read_commit(self.store, head) if head else None
+            self._set_base(base, head)
         else:
             self._set_base(self.base, self.base_commit)
         self._reset_journal(self.base_commit)
