@@ -50,3 +50,4 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[bench]")
     session.run("python", "bench/bench_store.py", *session.posargs)
     session.run("python", "bench/bench_tutorial.py")
+    session.run("python", "bench/bench_history.py")

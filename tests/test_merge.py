@@ -415,3 +415,28 @@ def test_merge_base_is_the_newest_common_ancestor_not_the_closest_by_steps() -> 
     assert common_ancestor("m", "d", read) == "m"
     assert common_ancestor("d", "m", read) == "m"
     assert common_ancestor("c2", "x", read) == "x"
+
+
+def test_re_adding_identical_content_stores_no_chunk_bytes() -> None:
+    counting = CountingStore(open_store(f"memory://dedup-{uuid.uuid4().hex}"))
+    repo = new_repo(counting)
+    data = np.arange(20_000 * 16, dtype=np.uint8).reshape(20_000, 16)
+
+    def write_all(msg: str) -> str:
+        co = repo.checkout(write=True)
+        col = co.columns.get("d") or co.add_ndarray_column("d", prototype=data[0])
+        with col:
+            for i in range(len(data)):
+                col[i] = data[i]
+        cid = co.commit(msg)
+        co.close()
+        return cid
+
+    write_all("first")
+    chunks = set(counting.keys_of("put", prefix="chunks/"))
+    assert chunks
+    counting.reset()
+    second = write_all("the same samples again")
+    assert counting.keys_of("put", prefix="chunks/") == []  # every chunk was there already
+    assert repo._read_commit(second).columns["d"].samples == len(data)
+    assert np.array_equal(repo.checkout()["d", 12_345], data[12_345])

@@ -417,9 +417,10 @@ class ReaderUserDiff:
             raw = diff_records(self._store, master_rec, dev_rec)
             return DiffAndConflicts(to_diff_out(raw), to_conflicts(None))
         anc_rec = self._record(anc)
-        m = diff_records(self._store, anc_rec, master_rec)
-        d = diff_records(self._store, anc_rec, dev_rec)
-        raw = diff_records(self._store, dev_rec, master_rec)
+        seen: Segments = {}  # three diffs over three commits: read each segment once
+        m = diff_records(self._store, anc_rec, master_rec, cache=seen)
+        d = diff_records(self._store, anc_rec, dev_rec, cache=seen)
+        raw = diff_records(self._store, dev_rec, master_rec, cache=seen)
         return DiffAndConflicts(to_diff_out(raw), to_conflicts(find_conflicts(m, d)))
 
     def branch(self, dev_branch: str) -> DiffAndConflicts:

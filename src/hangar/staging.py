@@ -379,7 +379,14 @@ class StagingArea:
 
     # ---------------------------------------------------------------- pack
     def _store_chunk(self, digest: str, data: bytes) -> None:
-        self.store.put(chunk_key(digest), data)
+        """Store a chunk unless it is there already (content-addressed: same name, same bytes).
+
+        Samples written again in the same order pack into the same chunks, so
+        re-adding identical content uploads no chunk bytes.
+        """
+        key = chunk_key(digest)
+        if not self.store.exists(key):
+            self.store.put(key, data)
 
     def _pack(
         self, items: list[_Buffered]

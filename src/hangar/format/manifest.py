@@ -35,8 +35,11 @@ __all__ = [
 ]
 
 Key = int | str
-#: rows per segment a commit aims for
-SEGMENT_ROWS = 65_536
+#: rows per segment a commit aims for. A commit rewrites every segment holding a changed
+#: key: on 1M uint8[16] samples, 10 changed keys cost 5.9 MB and 1.2 s at 65,536 rows,
+#: 0.83 MB and 0.19 s at 8,192 (bench/bench_history.py), while a 60k-sample with-block
+#: write and items() scan are no slower (15 segments instead of 1)
+SEGMENT_ROWS = 8_192
 
 
 class Entry(NamedTuple):
