@@ -1,0 +1,72 @@
+"""Cost grows with the change, not the dataset (issue 5): store calls counted, never timed."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import numpy as np
+
+from hangar import Repository
+from hangar.format.commits import commit_id
+from hangar.format.names import branch_ref, commit_key
+from hangar.format.records import BranchRef
+from hangar.store import open_store
+from hangar.testing.counting import CountingStore
+
+WRITES = ("put", "put_if_absent", "replace_if_version")
+
+
+def repo_with(n: int) -> tuple[CountingStore, Repository]:
+    store = CountingStore(open_store(f"memory://cost-{uuid.uuid4().hex}"))
+    repo = Repository(store, exists=False)
+    repo.init("t", "t@example.com")
+    data = np.arange(n * 16, dtype=np.int64).astype(np.uint8).reshape(n, 16)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("d", prototype=data[0])
+    with col:
+        for i in range(n):
+            col[i] = data[i]
+    co.commit("base")
+    co.close()
+    return store, repo
+
+
+def test_a_ten_sample_commit_writes_what_changed() -> None:
+    store, repo = repo_with(100_000)  # 13 manifest segments
+    co = repo.checkout(write=True)
+    store.reset()
+    col = co["d"]
+    with col:
+        for k in range(0, 100_000, 10_000):  # 10 keys in 10 different segments
+            col[k] = np.full(16, 7, np.uint8)
+    co.commit("ten samples")
+    co.close()
+    writes = [k for op, k in store.log if op in WRITES]
+    assert len(store.keys_of("put", prefix="manifests/")) == 10  # the segments that changed
+    assert len(store.keys_of("put", prefix="chunks/")) == 1
+    assert len(writes) < 20  # and the close: lease release
+    assert store.bytes_written < 2_000_000
+    assert store.keys_of("get", "get_range", prefix="chunks/") == []  # no sample read
+
+
+def test_opening_a_checkout_costs_the_same_whatever_the_history() -> None:
+    counts = []
+    for history in (1, 300):
+        store, repo = repo_with(1_000)
+        head = repo._branch_head("master")
+        assert head is not None
+        rec = repo._read_commit(head)
+        for i in range(history - 1):  # commit records as a commit writes them
+            rec = replace(rec, parents=(head,), message=f"c{i}")
+            data = rec.to_bytes()
+            head = commit_id(data)
+            store.inner.put(commit_key(head), data)
+        ref = BranchRef.from_bytes(store.inner.get(branch_ref("master")))
+        store.inner.put(branch_ref("master"), BranchRef(head, ref.epoch).to_bytes())
+        store.reset()
+        r = Repository(store).checkout(branch="master")
+        assert r["d", 5].shape == (16,)
+        counts.append(dict(store.calls))
+    assert counts[0] == counts[1]
+    assert sum(counts[0].values()) <= 6  # hangar.json, ref, commit, segment, block
