@@ -188,9 +188,11 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_each_conflict_kind_changes_nothing_and_strategies_pick_a_side(case: str) -> None:
+def test_each_conflict_kind_changes_nothing_and_strategies_pick_a_side(
+    case: str, location: tuple[str, dict[str, Any]]
+) -> None:
     msets, mdels, dsets, ddels, kind, key, ours, theirs = CASES[case]
-    repo = new_repo()
+    repo = new_repo(location)
     _diverge(repo, msets, mdels, {**dsets, 3: 33}, ddels)  # plus a clean change on dev
     before = head(repo, "master")
     expected_conflict = repo.checkout().diff.branch("dev").conflict
@@ -229,8 +231,8 @@ def test_conflict_lists_every_key_and_column() -> None:
     assert err.value.conflicts.t3.samples == fk(5, 6, 7, 8, 9)
 
 
-def test_schema_conflicts() -> None:
-    repo = new_repo()
+def test_schema_conflicts(location: tuple[str, dict[str, Any]]) -> None:
+    repo = new_repo(location)
     change(repo, "master", {0: 0, 1: 1}, msg="base")
     repo.create_branch("dev")
     # dev re-creates x with another shape; master changes a sample of x
@@ -332,8 +334,10 @@ def test_commit_is_rebuilt_on_a_head_a_merge_moved(location: tuple[str, dict[str
     assert contents(repo) == {0: 0, 1: 1, 5: 5, 7: 7}
 
 
-def test_commit_conflicting_with_a_merge_fails_and_keeps_the_staged_changes() -> None:
-    repo = new_repo()
+def test_commit_conflicting_with_a_merge_fails_and_keeps_the_staged_changes(
+    location: tuple[str, dict[str, Any]],
+) -> None:
+    repo = new_repo(location)
     change(repo, "master", {0: 0, 1: 1}, msg="base")
     repo.create_branch("dev")
     change(repo, "dev", {1: 10}, msg="dev")
