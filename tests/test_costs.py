@@ -70,3 +70,25 @@ def test_opening_a_checkout_costs_the_same_whatever_the_history() -> None:
         counts.append(dict(store.calls))
     assert counts[0] == counts[1]
     assert sum(counts[0].values()) <= 6  # hangar.json, ref, commit, segment, block
+
+
+def test_a_merge_reads_the_commits_since_the_branches_diverged_not_the_history() -> None:
+    store, repo = repo_with(100)
+    for i in range(200):  # a long history on master
+        co = repo.checkout(write=True)
+        co["d", 0] = np.full(16, i % 250, np.uint8)
+        co.commit(f"c{i}")
+        co.close()
+    repo.create_branch("dev")
+    for branch, key in (("dev", 1), ("master", 2)):
+        co = repo.checkout(write=True, branch=branch)
+        co["d", key] = np.full(16, 255, np.uint8)
+        co.commit(f"{branch} change")
+        co.close()
+    fresh = Repository(store)  # no commit records cached
+    store.reset()
+    fresh.merge("merge", "master", "dev")
+    commits_read = store.keys_of("get", prefix="commits/")
+    assert len(set(commits_read)) <= 5, commits_read  # both heads, the fork point, its parent
+    assert int(fresh.checkout()["d", 1][0]) == 255
+    assert int(fresh.checkout()["d", 2][0]) == 255
