@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from hangar.diff import merge_bases
 from hangar.exceptions import (
     AlreadyExistsError,
     EmptyHistoryError,
@@ -129,18 +130,12 @@ def remove_branch(
 def is_ancestor(
     commit: str, heads: Iterable[str], read_commit: Callable[[str], CommitRecord]
 ) -> bool:
-    """True if ``commit`` is one of ``heads`` or in the history of one of them."""
-    seen: set[str] = set()
-    todo = list(heads)
-    while todo:
-        cid = todo.pop()
-        if cid == commit:
-            return True
-        if cid in seen:
-            continue
-        seen.add(cid)
-        todo.extend(read_commit(cid).parents)
-    return False
+    """True if ``commit`` is one of ``heads`` or in the history of one of them.
+
+    Walks only the commits newer than the fork point (see
+    :func:`hangar.diff.merge_bases`), not whole histories.
+    """
+    return any(commit in merge_bases(commit, h, read_commit) for h in heads)
 
 
 def create_tag(store: Store, name: str, commit: str) -> TagHead:
