@@ -13,6 +13,7 @@ from hangar.format.manifest import (
     Entry,
     SegmentRef,
     check_key,
+    decode_digests,
     decode_segment,
     encode_segment,
     key_order,
@@ -171,6 +172,12 @@ def test_manifest_segments_round_trip() -> None:
     assert list(decode_segment(data, digest_bytes(data))) == rows
     with pytest.raises(CorruptionError):
         list(decode_segment(data + b"x", digest_bytes(data)))
+    # keys and digests alone, as diffs read them: 1 and "1" stay apart
+    assert decode_digests(data, digest_bytes(data)) == [(k, sk, e.digest) for k, sk, e in rows]
+    flat = encode_segment(rows[:2])
+    assert decode_digests(flat) == [(1, None, b"d" * 8), (2, None, b"d" * 8)]
+    with pytest.raises(CorruptionError):
+        decode_digests(data + b"x", digest_bytes(data))
     segs = list(split_rows(rows, target=3))
     assert [len(s) for s in segs] == [3, 2]
     ref = SegmentRef(digest_bytes(data), 5, 1, "s")

@@ -25,7 +25,14 @@ from hangar.exceptions import (
     RefNotFoundError,
 )
 from hangar.format.commits import ColumnRecord, CommitRecord
-from hangar.format.manifest import Entry, Key, Row, SegmentRef, decode_segment, key_order
+from hangar.format.manifest import (
+    Entry,
+    Key,
+    SegmentRef,
+    decode_digests,
+    decode_segment,
+    key_order,
+)
 from hangar.format.names import manifest_key
 from hangar.store import Store
 
@@ -124,8 +131,8 @@ class DiffAndConflicts(NamedTuple):
 State = dict[tuple[str, Key, Key | None], bytes]
 # (column, key, subkey) -> manifest entry
 Entries = dict[tuple[str, Key, Key | None], Entry]
-# segment digest -> its decoded rows
-Segments = dict[str, list[Row]]
+# segment digest -> its decoded rows (whole, or keys and digests only)
+Segments = dict[str, list[Any]]
 Schemas = dict[str, dict[str, Any]]
 
 
@@ -145,14 +152,16 @@ class RawDiff(NamedTuple):
     schemas_mutated: Schemas
 
 
-def _segment_rows(store: Store, seg: SegmentRef, cache: Segments | None) -> list[Row]:
+def _segment_rows(store: Store, seg: SegmentRef, cache: Segments | None, full: bool) -> list[Any]:
+    """Decoded rows of a segment: whole entries if ``full``, else only keys and digests."""
     if cache is not None and seg.digest in cache:
         return cache[seg.digest]
     try:
         data = store.get(manifest_key(seg.digest))
     except ObjectNotFoundError as exc:
         raise CorruptionError(f"manifest segment {seg.digest} is missing from the store") from exc
-    rows = list(decode_segment(data, seg.digest))
+    rows: list[Any]
+    rows = list(decode_segment(data, seg.digest)) if full else decode_digests(data, seg.digest)
     if cache is not None:
         cache[seg.digest] = rows
     return rows
@@ -166,13 +175,17 @@ def column_states(
     *,
     entries: Entries | None = None,
     cache: Segments | None = None,
+    full: bool = False,
 ) -> tuple[State, State]:
     """Rows of one column on both sides, leaving out segments both sides share.
 
     ``entries``, if given, receives the full manifest entry of every head-side
-    row read (what a merge needs to take a sample over without reading it);
-    ``cache`` keeps decoded segments by digest, so none is read twice.
+    row read (what a merge needs to take a sample over without reading it).
+    Segments are decoded whole if ``full`` (or ``entries`` is given), else
+    only their keys and digests. ``cache`` keeps decoded segments by digest,
+    so none is read twice; one cache holds one kind of rows.
     """
+    full = full or entries is not None
     base_segs = base.segments if base else ()
     head_segs = head.segments if head else ()
     shared = {s.digest for s in base_segs} & {s.digest for s in head_segs}
@@ -183,7 +196,11 @@ def column_states(
         for seg in segs:
             if seg.digest in shared:
                 continue
-            for key, subkey, entry in _segment_rows(store, seg, cache):
+            rows = _segment_rows(store, seg, cache, full)
+            if not full:
+                state.update(((name, k, sk), d) for k, sk, d in rows)
+                continue
+            for key, subkey, entry in rows:
                 state[name, key, subkey] = entry.digest
                 if keep is not None:
                     keep[name, key, subkey] = entry
@@ -195,12 +212,14 @@ def diff_records(
     store: Store,
     base: CommitRecord | None,
     head: CommitRecord | None,
+    *,
     entries: Entries | None = None,
     cache: Segments | None = None,
+    full: bool = False,
 ) -> RawDiff:
     """Two-way diff of two commits (None: the empty repository).
 
-    ``entries`` and ``cache`` as in :func:`column_states`.
+    ``entries``, ``cache`` and ``full`` as in :func:`column_states`.
     """
     bcols = base.columns if base else {}
     hcols = head.columns if head else {}
@@ -209,7 +228,7 @@ def diff_records(
         b, h = bcols.get(name), hcols.get(name)
         diff_schemas(out, name, b.schema.to_dict() if b else None,
                       h.schema.to_dict() if h else None)  # fmt: skip
-        before, after = column_states(store, name, b, h, entries=entries, cache=cache)
+        before, after = column_states(store, name, b, h, entries=entries, cache=cache, full=full)
         diff_states(out, before, after)
     return out
 

@@ -103,8 +103,8 @@ def merge_columns(
     """
     entries: Entries = {}
     segments: Segments = {}
-    m = diff_records(store, anc, ours, None, segments)
-    d = diff_records(store, anc, theirs, entries, segments)
+    m = diff_records(store, anc, ours, cache=segments, full=True)
+    d = diff_records(store, anc, theirs, entries=entries, cache=segments, full=True)
     conflicts = find_conflicts(m, d)
     if conflicts.any and strategy is None:
         text = (describe or conflict_message)(conflicts)
