@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from hangar import Repository
-from hangar.diff import common_ancestor
+from hangar.ancestry import common_ancestor
 from hangar.exceptions import (
     HangarError,
     LeaseLostError,

@@ -12,11 +12,11 @@ import pytest
 
 import hangar.columns._engine as engine_module
 from hangar import Repository
+from hangar.ancestry import common_ancestor
 from hangar.diff import (
     ColumnSchemaKey,
     FlatColumnDataKey,
     NestedColumnDataKey,
-    common_ancestor,
 )
 from hangar.exceptions import (
     EmptyHistoryError,

@@ -20,6 +20,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from hangar.ancestry import common_ancestor
 from hangar.columns._engine import ColumnEngine
 from hangar.columns._index import bucket_from_rows
 from hangar.diff import (
@@ -27,7 +28,6 @@ from hangar.diff import (
     RawConflicts,
     RawDiff,
     Segments,
-    common_ancestor,
     diff_records,
     find_conflicts,
     schema_after,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from hangar.diff import merge_bases
+from hangar.ancestry import merge_bases
 from hangar.exceptions import (
     AlreadyExistsError,
     EmptyHistoryError,
