@@ -12,7 +12,6 @@ compare-and-swap against the version this writer's lease fenced
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import replace
 from typing import Any
 
@@ -59,6 +58,7 @@ from hangar.format.staging import (
 )
 from hangar.merge import conflict_lines, merge_columns, now_iso
 from hangar.refs import is_ancestor
+from hangar.replay import replay_entry
 from hangar.store import Store, Version
 
 __all__ = ["StagingArea"]
@@ -150,70 +150,11 @@ class StagingArea:
         return read_commit(self.store, cid)
 
     def _replay(self, entry: JournalEntry) -> None:
-        blob = memoryview(entry.blob)
-        for op in entry.ops:
-            kind = op[0]
-            if kind == "add":
-                schema = ColumnSchema.from_dict(op[2])
-                self.columns[op[1]] = ColumnEngine(op[1], schema, self.store, None, self.cache)
-                self.schemas_changed = True
-            elif kind == "drop":
-                self.columns.pop(op[1], None)
-                self.schemas_changed = True
-            elif kind == "set":
-                engine = self.columns[op[1]]
-                key, subkey = op[2], op[3]  # JSON keeps 1 and "1" apart
-                digest = bytes.fromhex(op[4])
-                shape = tuple(op[5]) if op[5] is not None else None
-                slot: Entry | Pending
-                if op[6] is not None:
-                    slot = Entry(digest, SampleLocation(*op[6]), shape)
-                else:
-                    off, n = op[7]
-                    raw = np.frombuffer(blob[off : off + n], dtype=engine.schema.np_dtype).copy()
-                    slot = Pending(raw, digest, shape)
-                    engine.unpacked = True
-                engine.set_slot(key, subkey, slot)
-            elif kind == "setruns":
-                self._replay_setruns(op)
-            elif kind == "setmany":  # written by builds before "setruns" existed
-                self._replay_setmany(op)
-            elif kind == "del":
-                engine = self.columns[op[1]]
-                key, subkey = op[2], op[3]
-                with contextlib.suppress(KeyError):
-                    engine.del_slot(key, subkey)
+        if replay_entry(entry, self.columns, self._new_engine, self.branch):
+            self.schemas_changed = True
 
-    def _replay_setruns(self, op: list[Any]) -> None:
-        _, name, keys, subkeys, digests_hex, shapes, runs = op
-        locs = expand_runs([Run(*r) for r in runs])
-        self._replay_entries(name, keys, subkeys, digests_hex, shapes, locs)
-
-    def _replay_setmany(self, op: list[Any]) -> None:
-        _, name, keys, subkeys, digests_hex, shapes, locs = op
-        locs = [SampleLocation(*loc) for loc in zip(*locs, strict=True)]
-        self._replay_entries(name, keys, subkeys, digests_hex, shapes, locs)
-
-    def _replay_entries(  # noqa: PLR0917
-        self,
-        name: str,
-        keys: list[Key],
-        subkeys: list[Key | None] | None,
-        digests_hex: str,
-        shapes: list[list[int] | None] | None,
-        locs: list[SampleLocation],
-    ) -> None:
-        """Index samples a journal entry recorded as packed into chunks."""
-        engine = self.columns[name]
-        digests = bytes.fromhex(digests_hex)
-        if len(locs) != len(keys) or len(digests) != 8 * len(keys):
-            raise HangarError(f"staging journal of branch {self.branch!r}: a malformed entry")
-        new = tuple.__new__
-        for i, (key, loc) in enumerate(zip(keys, locs, strict=True)):
-            raw_shape = shapes[i] if shapes is not None else None
-            shape = tuple(raw_shape) if raw_shape is not None else None
-            entry = new(Entry, (digests[8 * i : 8 * i + 8], loc, shape))
-            engine.set_slot(key, None if subkeys is None else subkeys[i], entry)
+    def _new_engine(self, name: str, schema: ColumnSchema) -> ColumnEngine:
+        return ColumnEngine(name, schema, self.store, None, self.cache)
 
     def _write(self, entry: JournalEntry) -> None:
         self.lease.verify()

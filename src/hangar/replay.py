@@ -1,0 +1,93 @@
+"""Replaying a staging journal entry into a writer's columns.
+
+A writer that takes a branch adopts the live journal entries of the writers
+before it (:mod:`hangar.format.staging`) and replays them, in order, onto the
+columns of the commit they were staged on: columns added and dropped,
+samples set (inline bytes, or already packed into chunks) and deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from hangar.columns._engine import ColumnEngine, Pending
+from hangar.exceptions import HangarError
+from hangar.format.chunks import Run, SampleLocation, expand_runs
+from hangar.format.manifest import Entry, Key
+from hangar.format.schema import ColumnSchema
+from hangar.format.staging import JournalEntry
+
+__all__ = ["replay_entry"]
+
+NewEngine = Callable[[str, ColumnSchema], ColumnEngine]
+
+
+def replay_entry(
+    entry: JournalEntry, columns: dict[str, ColumnEngine], new_engine: NewEngine, branch: str
+) -> bool:
+    """Apply ``entry``'s operations to ``columns``; True if it added or dropped a column."""
+    blob = memoryview(entry.blob)
+    schemas_changed = False
+    for op in entry.ops:
+        kind = op[0]
+        if kind == "add":
+            columns[op[1]] = new_engine(op[1], ColumnSchema.from_dict(op[2]))
+            schemas_changed = True
+        elif kind == "drop":
+            columns.pop(op[1], None)
+            schemas_changed = True
+        elif kind == "set":
+            _replay_set(columns[op[1]], op, blob)
+        elif kind == "setruns":
+            _, name, keys, subkeys, digests_hex, shapes, runs = op
+            locs = expand_runs([Run(*r) for r in runs])
+            _replay_packed(columns[name], keys, subkeys, digests_hex, shapes, locs, branch)
+        elif kind == "setmany":  # written by builds before "setruns" existed
+            _, name, keys, subkeys, digests_hex, shapes, cols = op
+            locs = [SampleLocation(*loc) for loc in zip(*cols, strict=True)]
+            _replay_packed(columns[name], keys, subkeys, digests_hex, shapes, locs, branch)
+        elif kind == "del":
+            with contextlib.suppress(KeyError):
+                columns[op[1]].del_slot(op[2], op[3])
+    return schemas_changed
+
+
+def _replay_set(engine: ColumnEngine, op: list[Any], blob: memoryview) -> None:
+    """One sample: already in a chunk (a location), or its bytes inline in the entry."""
+    key, subkey = op[2], op[3]  # JSON keeps 1 and "1" apart
+    digest = bytes.fromhex(op[4])
+    shape = tuple(op[5]) if op[5] is not None else None
+    slot: Entry | Pending
+    if op[6] is not None:
+        slot = Entry(digest, SampleLocation(*op[6]), shape)
+    else:
+        off, n = op[7]
+        raw = np.frombuffer(blob[off : off + n], dtype=engine.schema.np_dtype).copy()
+        slot = Pending(raw, digest, shape)
+        engine.unpacked = True
+    engine.set_slot(key, subkey, slot)
+
+
+def _replay_packed(  # noqa: PLR0917
+    engine: ColumnEngine,
+    keys: list[Key],
+    subkeys: list[Key | None] | None,
+    digests_hex: str,
+    shapes: list[list[int] | None] | None,
+    locs: list[SampleLocation],
+    branch: str,
+) -> None:
+    """Index samples a journal entry recorded as packed into chunks."""
+    digests = bytes.fromhex(digests_hex)
+    if len(locs) != len(keys) or len(digests) != 8 * len(keys):
+        raise HangarError(f"staging journal of branch {branch!r}: a malformed entry")
+    new = tuple.__new__
+    for i, (key, loc) in enumerate(zip(keys, locs, strict=True)):
+        raw_shape = shapes[i] if shapes is not None else None
+        shape = tuple(raw_shape) if raw_shape is not None else None
+        entry = new(Entry, (digests[8 * i : 8 * i + 8], loc, shape))
+        engine.set_slot(key, None if subkeys is None else subkeys[i], entry)
