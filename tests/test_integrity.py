@@ -58,6 +58,7 @@ def x_rows(repo: Repository) -> list[Any]:
 def test_clean_repository_verifies(repo: Repository) -> None:
     report = repo.verify(progress=False)
     assert report.ok, str(report)
+    assert report  # truthy when verified
     assert report.refs == 3  # master, dev, v1
     assert report.commits == 2
     assert report.manifests >= 3  # x at each commit, s
@@ -84,6 +85,7 @@ def test_corrupt_chunk_raises_on_read_and_is_reported(repo: Repository) -> None:
         dict(repo.checkout()["x"].items())  # a scan reads the whole chunk: it is checked too
     report = repo.verify(progress=False)
     assert not report.ok
+    assert not report
     assert [(p.kind, p.key) for p in report.problems] == [("corrupt", chunk_key(loc.chunk))]
     assert chunk_key(loc.chunk) in str(report)
 

@@ -62,6 +62,10 @@ class VerifyReport:
         """True if every reachable object is present and intact."""
         return not self.problems
 
+    def __bool__(self) -> bool:
+        """``if repo.verify():`` reads as "verified": the same as :attr:`ok`."""
+        return self.ok
+
     def __str__(self) -> str:
         head = (
             f"verified {self.refs} refs, {self.commits} commits, {self.manifests} manifest "
