@@ -605,3 +605,21 @@ def test_reset_inside_a_with_block_is_refused(location: str) -> None:
             co.reset_staging_area()
     assert col["a"] == "x"
     co.close()
+
+
+def test_arrays_from_a_scan_can_be_changed_without_touching_the_store() -> None:
+    repo = Repository(f"memory://scan-{uuid.uuid4().hex}", exists=False)
+    repo.init("t", "t@example.com")
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("x", shape=(4,), dtype=np.int32)
+    with col:
+        for i in range(100):
+            col[i] = np.full(4, i, np.int32)
+    co.commit("c")
+    co.close()
+    r = repo.checkout()["x"]
+    got = dict(r.items())
+    got[5][:] = -1  # the caller's array, not the stored sample
+    assert got[6].tolist() == [6, 6, 6, 6]
+    assert r[5].tolist() == [5, 5, 5, 5]
+    assert dict(r.items())[5].tolist() == [5, 5, 5, 5]

@@ -154,6 +154,11 @@ class ColumnEngine:
         read = self.read
         ndarray = self.schema.column_type == "ndarray"
         fixed = self.schema.shape
+        # bytes of one sample when every sample has the declared shape, else 0
+        per_row = 0
+        if ndarray and not self.variable and fixed is not None:
+            per_row = int(np.prod(fixed, dtype=np.int64)) * self.schema.np_dtype.itemsize
+        rows: Any = None
         for start in range(0, len(slots), _BATCH):
             # the collector is paused while a batch is read, never while the caller runs
             with gc_paused():
@@ -175,6 +180,11 @@ class ColumnEngine:
                     if last is None or last[0] != loc[0] or last[1] != loc[1]:
                         block = self._block(loc)
                         last = (loc[0], loc[1])
+                        # fixed shapes: one copy of the block, each sample a row of it
+                        rows = block.copy().reshape((-1, *(fixed or ()))) if per_row else None
+                    if rows is not None and loc[5] == per_row and not loc[4] % per_row:
+                        batch.append(rows[loc[4] // per_row])
+                        continue
                     size = block.itemsize
                     first = loc[4] // size
                     shape = slot[2] if slot[2] is not None else fixed
