@@ -137,16 +137,11 @@ class HistoryMachine(RuleBasedStateMachine):
         if branch not in self.heads or branch in self.writers:
             return
         self.open_writer(branch)
-        co, j = self.writers[branch], self.journal(branch)
         for k, val in sets.items():
-            co["x", k] = np.full(1, val, np.int64)
-            j.staged[k] = val
-            j.dirty = True
+            self._set(branch, k, val)
         for k in dels - set(sets):
-            if k in j.staged:
-                del co["x", k]
-                del j.staged[k]
-                j.dirty = True
+            if k in self.journal(branch).staged:
+                self._delete(branch, k)
         self._commit(branch)
         self.close_writer_of(branch)
 
@@ -157,11 +152,8 @@ class HistoryMachine(RuleBasedStateMachine):
         if branch not in self.heads or dev not in self.heads or branch in self.writers:
             return
         self.open_writer(branch)
-        co, j = self.writers[branch], self.journal(branch)
         for k, val in sets.items():
-            co["x", k] = np.full(1, val, np.int64)
-            j.staged[k] = val
-            j.dirty = True
+            self._set(branch, k, val)
         self.merge(branch, dev, None)
         self._commit(branch)
         self.close_writer_of(branch)
@@ -180,10 +172,18 @@ class HistoryMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.writers)
     @rule(data=st.data(), key=KEYS, value=VALUES)
     def stage_set(self, data: st.DataObject, key: int, value: int) -> None:
-        branch = data.draw(st.sampled_from(sorted(self.writers)))
+        self._set(data.draw(st.sampled_from(sorted(self.writers))), key, value)
+
+    def _set(self, branch: str, key: int, value: int) -> None:
         self.writers[branch]["x", key] = np.full(1, value, np.int64)
         j = self.journal(branch)
         j.staged[key] = value
+        j.dirty = True
+
+    def _delete(self, branch: str, key: int) -> None:
+        del self.writers[branch]["x", key]
+        j = self.journal(branch)
+        del j.staged[key]
         j.dirty = True
 
     @precondition(lambda self: self.writers)
@@ -195,9 +195,7 @@ class HistoryMachine(RuleBasedStateMachine):
             with pytest.raises(KeyError):
                 del self.writers[branch]["x", key]
             return
-        del self.writers[branch]["x", key]
-        del j.staged[key]
-        j.dirty = True
+        self._delete(branch, key)
 
     @precondition(lambda self: self.writers)
     @rule(data=st.data())

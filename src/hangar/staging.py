@@ -84,10 +84,10 @@ class StagingArea:
         self.lease = lease
         self.branch = lease.branch
         self.cache = cache
-        self.base = base
-        self.base_commit = base_commit
-        self.columns: dict[str, ColumnEngine] = {}
-        self.schemas_changed = False
+        self.base: CommitRecord | None
+        self.base_commit: str | None
+        self.columns: dict[str, ColumnEngine]
+        self.schemas_changed: bool
         self._set_base(base, base_commit)
         self._seq = 0
         self._buffer_depth = 0
