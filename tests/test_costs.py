@@ -92,3 +92,18 @@ def test_a_merge_reads_the_commits_since_the_branches_diverged_not_the_history()
     assert len(set(commits_read)) <= 5, commits_read  # both heads, the fork point, its parent
     assert int(fresh.checkout()["d", 1][0]) == 255
     assert int(fresh.checkout()["d", 2][0]) == 255
+
+
+def test_a_scan_reads_each_segment_once() -> None:
+    store, repo = repo_with(50_000)  # 7 segments, read concurrently by a scan
+    segs = repo._read_commit(repo._branch_head("master")).columns["d"].segments
+    assert len(segs) > 2
+    col = Repository(store).checkout()["d"]
+    store.reset()
+    keys = list(col.keys())
+    assert keys == list(range(50_000))
+    reads = store.keys_of("get", prefix="manifests/")
+    assert sorted(reads) == sorted(f"manifests/{s.digest}.parquet" for s in segs)
+    store.reset()
+    assert sum(1 for _ in col.items()) == 50_000  # already loaded: no segment read again
+    assert store.keys_of("get", prefix="manifests/") == []

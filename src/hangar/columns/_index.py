@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hangar._gcpause import gc_paused
@@ -21,6 +22,8 @@ from hangar.format.names import manifest_key
 from hangar.store import Store
 
 __all__ = ["SegmentIndex", "bucket_from_rows"]
+
+_READERS = 8  # segments read at once by a scan
 
 
 def bucket_from_rows(rows: Iterable[Row], nested: bool) -> dict[Key, Any]:
@@ -92,15 +95,33 @@ class SegmentIndex:
         """Bucket ``i``, read from its segment if it is not loaded yet."""
         bucket = self._buckets[i]
         if bucket is None:
-            seg = self._segments[i]
-            data = self._store.get(manifest_key(seg.digest))
-            with gc_paused():
-                bucket = bucket_from_rows(decode_segment(data, seg.digest), self._nested)
-            self._buckets[i] = bucket
-            self._base_len[i] = len(bucket)
-            if len(self._buckets) == 1:
-                self.single = bucket
+            bucket = self._install(i, self._store.get(manifest_key(self._segments[i].digest)))
         return bucket
+
+    def _install(self, i: int, data: bytes) -> dict[Key, Any]:
+        """Decode segment ``i`` from its bytes into its bucket."""
+        with gc_paused():
+            bucket = bucket_from_rows(decode_segment(data, self._segments[i].digest), self._nested)
+        self._buckets[i] = bucket
+        self._base_len[i] = len(bucket)
+        if len(self._buckets) == 1:
+            self.single = bucket
+        return bucket
+
+    def load_all(self) -> None:
+        """Load every bucket not loaded yet, reading their segments concurrently.
+
+        Scans need them all; on an object store each read is a round trip,
+        so they overlap instead of following one another.
+        """
+        missing = [i for i, b in enumerate(self._buckets) if b is None]
+        if len(missing) < 2:
+            return
+        store, segments = self._store, self._segments
+        with ThreadPoolExecutor(min(_READERS, len(missing))) as pool:
+            datas = pool.map(lambda i: store.get(manifest_key(segments[i].digest)), missing)
+            for i, data in zip(missing, datas, strict=True):
+                self._install(i, data)
 
     def _of(self, key: Key) -> dict[Key, Any]:
         single = self.single
@@ -157,6 +178,7 @@ class SegmentIndex:
             self.bucket(self.bucket_of(key))[key] = value
 
     def __iter__(self) -> Iterator[Key]:
+        self.load_all()
         for i in range(len(self._buckets)):
             yield from self.bucket(i)
 
@@ -164,9 +186,11 @@ class SegmentIndex:
         return iter(self)
 
     def values(self) -> Iterator[Any]:
+        self.load_all()
         for i in range(len(self._buckets)):
             yield from self.bucket(i).values()
 
     def items(self) -> Iterator[tuple[Key, Any]]:
+        self.load_all()
         for i in range(len(self._buckets)):
             yield from self.bucket(i).items()
