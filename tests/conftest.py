@@ -13,7 +13,10 @@ or ``HANGAR_TEST_S3_BUCKET`` for a real AWS bucket (see infra/README.md).
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +42,14 @@ def moto_server() -> Iterator[MotoServer]:
 def fake_gcs() -> Iterator[FakeGCSServer]:
     with FakeGCSServer() as server:
         yield server
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def repo_location(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    """Where a test repository goes, as ``(url, storage_options)``: each backend in turn."""
+    if request.param == "local":
+        return str(tmp_path / "repo"), {}
+    if request.param == "memory":
+        return f"memory://repo-{uuid.uuid4().hex}", {}
+    server = request.getfixturevalue("seaweedfs")
+    return f"s3://{server.create_bucket()}/repo", server.storage_options()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,23 +15,7 @@ from hangar.exceptions import (
     RefNotFoundError,
     UnmergedBranchError,
 )
-
-
-@pytest.fixture(params=["local", "memory", "s3"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, Any]]:
-    if request.param == "local":
-        return str(tmp_path / "repo"), {}
-    if request.param == "memory":
-        return f"memory://br-{uuid.uuid4().hex}", {}
-    server = request.getfixturevalue("seaweedfs")
-    return f"s3://{server.create_bucket()}/repo", server.storage_options()
-
-
-def new_repo(location: tuple[str, dict[str, Any]]) -> Repository:
-    url, opts = location
-    repo = Repository(url, exists=False, storage_options=opts)
-    repo.init("Tester", "t@example.com", remove_old=True)
-    return repo
+from history_helpers import new_repo
 
 
 def commit_values(repo: Repository, branch: str, values: dict[int, int], msg: str) -> str:
@@ -47,8 +29,8 @@ def commit_values(repo: Repository, branch: str, values: dict[int, int], msg: st
         co.close()
 
 
-def test_branches_tags_and_time_travel(location: tuple[str, dict[str, Any]]) -> None:
-    repo = new_repo(location)
+def test_branches_tags_and_time_travel(repo_location: tuple[str, dict[str, Any]]) -> None:
+    repo = new_repo(repo_location)
     with pytest.raises(EmptyHistoryError):
         repo.create_branch("dev")  # nothing to start from yet
     first = commit_values(repo, "master", {0: 0, 1: 1}, "first")
@@ -107,8 +89,8 @@ def test_branches_tags_and_time_travel(location: tuple[str, dict[str, Any]]) -> 
         repo.remove_branch("master")
 
 
-def test_two_branches_are_written_at_once(location: tuple[str, dict[str, Any]]) -> None:
-    repo = new_repo(location)
+def test_two_branches_are_written_at_once(repo_location: tuple[str, dict[str, Any]]) -> None:
+    repo = new_repo(repo_location)
     commit_values(repo, "master", {0: 0}, "base")
     repo.create_branch("dev")
     a = repo.checkout(write=True, branch="master")
@@ -128,8 +110,10 @@ def test_two_branches_are_written_at_once(location: tuple[str, dict[str, Any]]) 
     assert repo.remove_branch("dev", force_delete=True) == ("dev", cb)
 
 
-def test_removed_branch_forgets_its_staged_changes(location: tuple[str, dict[str, Any]]) -> None:
-    repo = new_repo(location)
+def test_removed_branch_forgets_its_staged_changes(
+    repo_location: tuple[str, dict[str, Any]],
+) -> None:
+    repo = new_repo(repo_location)
     base = commit_values(repo, "master", {0: 0}, "base")
     repo.create_branch("tmp")
     co = repo.checkout(write=True, branch="tmp")

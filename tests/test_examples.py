@@ -11,14 +11,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_tutorial_example_runs(tmp_path: Path) -> None:
+def run_example(script: str, *args: str) -> str:
+    """Run ``examples/<script>`` as a newcomer would; return what it printed."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "tutorial.py"), str(tmp_path / "mnist"), "3000"],
+        [sys.executable, str(ROOT / "examples" / script), *args],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    text = out.stdout
+    return out.stdout
+
+
+def test_tutorial_example_runs(tmp_path: Path) -> None:
+    text = run_example("tutorial.py", str(tmp_path / "mnist"), "3000")
     assert "Hangar Repo initialized at:" in text
     assert "Hangar WriterCheckout" in text
     assert "Hangar FlatSampleWriter" in text
@@ -29,13 +34,7 @@ def test_tutorial_example_runs(tmp_path: Path) -> None:
 
 
 def test_history_example_runs(tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "history.py"), str(tmp_path / "hist")],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    text = out.stdout
+    text = run_example("history.py", str(tmp_path / "hist"))
     assert "branches: ['master', 'testbranch']" in text
     assert "Selected 3-Way Merge Strategy" in text
     assert "sample 0 after the merge: [50 51 52 53 54 55 56 57 58 59]" in text

@@ -4,7 +4,6 @@ and commits rebuilt when a merge moved the branch under a writer."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,16 +30,6 @@ from hangar.testing.counting import CountingStore
 from history_helpers import change, contents, new_repo, v
 
 
-@pytest.fixture(params=["local", "memory", "s3"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, Any]]:
-    if request.param == "local":
-        return str(tmp_path / "repo"), {}
-    if request.param == "memory":
-        return f"memory://merge-{uuid.uuid4().hex}", {}
-    server = request.getfixturevalue("seaweedfs")
-    return f"s3://{server.create_bucket()}/repo", server.storage_options()
-
-
 def head(repo: Repository, branch: str) -> str | None:
     return repo._branch_head(branch)
 
@@ -51,9 +40,9 @@ def fk(*keys: Any) -> tuple[FlatColumnDataKey, ...]:
 
 # ------------------------------------------------------------ the three kinds
 def test_fast_forward_three_way_and_up_to_date(
-    location: tuple[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+    repo_location: tuple[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = new_repo(location)
+    repo = new_repo(repo_location)
     base = change(repo, "master", {0: 0, 1: 1, 2: 2, 3: 3}, msg="base")
     repo.create_branch("dev")
     dev1 = change(repo, "dev", {1: 10, 4: 4}, dels=(0,), msg="dev 1")
@@ -189,10 +178,10 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_conflict_kind_changes_nothing_and_strategies_pick_a_side(
-    case: str, location: tuple[str, dict[str, Any]]
+    case: str, repo_location: tuple[str, dict[str, Any]]
 ) -> None:
     msets, mdels, dsets, ddels, kind, key, ours, theirs = CASES[case]
-    repo = new_repo(location)
+    repo = new_repo(repo_location)
     _diverge(repo, msets, mdels, {**dsets, 3: 33}, ddels)  # plus a clean change on dev
     before = head(repo, "master")
     expected_conflict = repo.checkout().diff.branch("dev").conflict
@@ -231,8 +220,8 @@ def test_conflict_lists_every_key_and_column() -> None:
     assert err.value.conflicts.t3.samples == fk(5, 6, 7, 8, 9)
 
 
-def test_schema_conflicts(location: tuple[str, dict[str, Any]]) -> None:
-    repo = new_repo(location)
+def test_schema_conflicts(repo_location: tuple[str, dict[str, Any]]) -> None:
+    repo = new_repo(repo_location)
     change(repo, "master", {0: 0, 1: 1}, msg="base")
     repo.create_branch("dev")
     # dev re-creates x with another shape; master changes a sample of x
@@ -319,8 +308,10 @@ def test_merge_reads_no_chunk_and_only_differing_segments(monkeypatch: pytest.Mo
 
 
 # ------------------------------------------------- merges under a live writer
-def test_commit_is_rebuilt_on_a_head_a_merge_moved(location: tuple[str, dict[str, Any]]) -> None:
-    repo = new_repo(location)
+def test_commit_is_rebuilt_on_a_head_a_merge_moved(
+    repo_location: tuple[str, dict[str, Any]],
+) -> None:
+    repo = new_repo(repo_location)
     change(repo, "master", {0: 0, 1: 1}, msg="base")
     repo.create_branch("dev")
     change(repo, "dev", {5: 5}, msg="dev")
@@ -335,9 +326,9 @@ def test_commit_is_rebuilt_on_a_head_a_merge_moved(location: tuple[str, dict[str
 
 
 def test_commit_conflicting_with_a_merge_fails_and_keeps_the_staged_changes(
-    location: tuple[str, dict[str, Any]],
+    repo_location: tuple[str, dict[str, Any]],
 ) -> None:
-    repo = new_repo(location)
+    repo = new_repo(repo_location)
     change(repo, "master", {0: 0, 1: 1}, msg="base")
     repo.create_branch("dev")
     change(repo, "dev", {1: 10}, msg="dev")
