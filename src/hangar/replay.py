@@ -43,8 +43,10 @@ def replay_entry(
         elif kind == "set":
             _replay_set(columns[op[1]], op, blob)
         elif kind == "setruns":
-            _, name, keys, subkeys, digests_hex, shapes, runs = op
-            locs = expand_runs([Run(*r) for r in runs])
+            _, name, keys, subkeys, digests_hex, shapes, runs, *same = op
+            locs = _with_repeats(
+                expand_runs([Run(*r) for r in runs]), same[0] if same else [], branch
+            )
             _replay_packed(columns[name], keys, subkeys, digests_hex, shapes, locs, branch)
         elif kind == "setmany":  # written by builds before "setruns" existed
             _, name, keys, subkeys, digests_hex, shapes, cols = op
@@ -53,7 +55,36 @@ def replay_entry(
         elif kind == "del":
             with contextlib.suppress(KeyError):
                 columns[op[1]].del_slot(op[2], op[3])
+        else:
+            raise HangarError(
+                f"staging journal of branch {branch!r}: unknown operation {kind!r} "
+                "(written by a newer hangar?)"
+            )
     return schemas_changed
+
+
+def _with_repeats(
+    locs: list[SampleLocation], same: list[list[int]], branch: str
+) -> list[SampleLocation]:
+    """Locations of every key of a ``setruns`` op whose repeated samples are in ``same``.
+
+    ``locs`` are the packed keys' locations in order; a pair ``[i, j]`` says
+    key ``i`` is stored where key ``j`` (an earlier key) is.
+    """
+    if not same:
+        return locs
+    try:
+        repeated = {int(i): int(j) for i, j in same}
+        out: list[SampleLocation] = []
+        it = iter(locs)
+        for i in range(len(locs) + len(repeated)):
+            first = repeated.get(i)
+            if first is not None and not 0 <= first < i:
+                raise ValueError(first)
+            out.append(next(it) if first is None else out[first])
+    except (StopIteration, TypeError, ValueError) as exc:
+        raise HangarError(f"staging journal of branch {branch!r}: a malformed entry") from exc
+    return out
 
 
 def _replay_set(engine: ColumnEngine, op: list[Any], blob: memoryview) -> None:

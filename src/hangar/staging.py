@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hangar import _gcpause
+from hangar.columns._dedup import DEDUP_MIN_BYTES, RowDedup
 from hangar.columns._engine import ColumnEngine, Pending, row_digests, sample_digest
 from hangar.columns._index import SegmentIndex
 from hangar.columns._rows import RowBuffer
@@ -243,22 +244,50 @@ class StagingArea:
                 self._flush_rows(engine, rows)
 
     def _flush_rows(self, engine: ColumnEngine, rows: RowBuffer) -> None:
-        """Pack a column's buffered rows into chunks (a page each) and index them."""
+        """Pack a column's buffered rows into chunks (a page each) and index them.
+
+        A sample whose bytes repeat an earlier sample of the block is not
+        packed again: it gets that sample's location (:class:`RowDedup`).
+        One journal op records the whole column.
+        """
         index = engine.index
         schema = engine.schema
         new = tuple.__new__
+        dedup = RowDedup() if rows.row_nbytes >= DEDUP_MIN_BYTES else None
+        all_keys: list[Key] = []
+        all_digests: list[bytes] = []
+        all_runs: list[Run] = []
+        all_same: list[list[int]] = []
+        locs: list[SampleLocation] = []
         for keys, data in rows.live_pages():
-            runs = pack_uniform(
-                data, engine.codec.encode, schema.block_bytes, schema.chunk_bytes, self._store_chunk
-            )
             digests = row_digests(data)
-            entries = [
-                new(Entry, (d, loc, None))
-                for d, loc in zip(digests, expand_runs(runs), strict=True)
-            ]
-            index.update(zip(keys, entries, strict=True))
-            engine.changed.update(keys)
-            self._emit_set(engine, keys, None, digests, None, runs)
+            fresh, same = dedup.split(digests, data) if dedup else (None, [])
+            runs = pack_uniform(
+                data if fresh is None else data[fresh],
+                engine.codec.encode,
+                schema.block_bytes,
+                schema.chunk_bytes,
+                self._store_chunk,
+            )
+            packed = expand_runs(runs)
+            if fresh is None:
+                locs.extend(packed)
+            else:
+                page: list[Any] = [None] * len(keys)  # the repeats are filled in below
+                for pos, loc in zip(fresh.tolist(), packed, strict=True):
+                    page[pos] = loc
+                locs.extend(page)
+                for i, first in same:
+                    locs[i] = locs[first]
+            all_keys.extend(keys)
+            all_digests.extend(digests)
+            all_runs.extend(runs)
+            all_same.extend(same)
+        entries = [new(Entry, (d, loc, None)) for d, loc in zip(all_digests, locs, strict=True)]
+        index.update(zip(all_keys, entries, strict=True))
+        engine.changed.update(all_keys)
+        if all_keys:
+            self._emit_set(engine, all_keys, None, all_digests, None, all_runs, all_same)
         rows.clear()
 
     def _emit_set(  # noqa: PLR0917
@@ -269,14 +298,20 @@ class StagingArea:
         digests: list[bytes],
         shapes: list[list[int] | None] | None,
         runs: list[Run],
+        same: list[list[int]] | None = None,
     ) -> None:
-        """Journal samples packed into chunks: one op for all of them."""
+        """Journal samples packed into chunks: one op for all of them.
+
+        ``same``: pairs ``[i, j]``, key ``i`` is stored where key ``j`` is
+        (a repeated sample); the runs cover the other keys, in order.
+        """
         assert self._buffer is not None
         digest_hex = b"".join(digests).hex()
-        runs_json = [list(r) for r in runs]
-        self._buffer.ops.append(
-            ["setruns", engine.name, keys, subkeys, digest_hex, shapes, runs_json]
-        )
+        op: list[Any] = ["setruns", engine.name, keys, subkeys, digest_hex, shapes]
+        op.append([list(r) for r in runs])
+        if same:
+            op.append(same)
+        self._buffer.ops.append(op)
 
     # --------------------------------------------------------------- writes
     def add_column(self, name: str, schema: ColumnSchema) -> ColumnEngine:

@@ -81,6 +81,17 @@ def row_digests(rows: np.ndarray[Any, Any]) -> list[bytes]:
 _BATCH = 4096  # samples read per step of a scan
 
 
+def _next_in_block(slots: list[Slot | int], n: int, block: tuple[str, int]) -> bool:
+    """True if the slot after ``slots[n]`` is stored in ``block`` (chunk, offset)."""
+    if n + 1 >= len(slots):
+        return True  # the batch ends: nothing to tell, keep the usual path
+    nxt = slots[n + 1]
+    if isinstance(nxt, int | Pending):
+        return False
+    loc = nxt[1]
+    return loc[0] == block[0] and loc[1] == block[1]
+
+
 class ColumnEngine:
     """Index and I/O of one column."""
 
@@ -165,7 +176,9 @@ class ColumnEngine:
                 batch = []
                 last: tuple[str, int] | None = None
                 block: Any = None
-                for slot in slots[start : start + _BATCH]:
+                part = slots[start : start + _BATCH]
+                views: dict[tuple[str, int], Any] = {}  # blocks as rows of bytes, not copied
+                for n, slot in enumerate(part):
                     if isinstance(slot, int | Pending):
                         batch.append(read(slot))
                         continue
@@ -176,20 +189,46 @@ class ColumnEngine:
                     if not ndarray:
                         batch.append(read(slot))
                         continue
-                    # samples of one block come one after another: slice it directly
-                    if last is None or last[0] != loc[0] or last[1] != loc[1]:
+                    here = (loc[0], loc[1])
+                    if here != last:
+                        if per_row and not _next_in_block(part, n, here):
+                            batch.append(self._lone(views, here, loc, per_row))
+                            continue
+                        # samples of one block come one after another: slice it directly
                         block = self._block(loc)
-                        last = (loc[0], loc[1])
+                        last = here
                         # fixed shapes: one copy of the block, each sample a row of it
                         rows = block.copy().reshape((-1, *(fixed or ()))) if per_row else None
                     if rows is not None and loc[5] == per_row and not loc[4] % per_row:
                         batch.append(rows[loc[4] // per_row])
                         continue
-                    size = block.itemsize
-                    first = loc[4] // size
-                    shape = slot[2] if slot[2] is not None else fixed
-                    batch.append(block[first : first + loc[5] // size].reshape(shape).copy())
+                    batch.append(self._sample(block, loc, slot[2]))
             yield from batch
+
+    def _lone(
+        self, views: dict[tuple[str, int], Any], here: tuple[str, int], loc: SampleLocation,
+        per_row: int,
+    ) -> np.ndarray[Any, Any]:  # fmt: skip
+        """A copy of a sample alone in its block within a scan (a repeat stored once).
+
+        ``views`` keeps the blocks seen so far as rows of samples, not copied.
+        """
+        if loc[5] != per_row or loc[4] % per_row:
+            return self._sample(self._block(loc), loc, None)
+        view = views.get(here)
+        if view is None:
+            view = views[here] = self._block(loc).reshape((-1, *(self.schema.shape or ())))
+        out: np.ndarray[Any, Any] = view[loc[4] // per_row].copy()
+        return out
+
+    def _sample(
+        self, block: np.ndarray[Any, Any], loc: SampleLocation, shape: tuple[int, ...] | None
+    ) -> np.ndarray[Any, Any]:
+        """A copy of the ndarray sample at ``loc`` of a decoded block."""
+        size = block.itemsize
+        first = loc[4] // size
+        out: np.ndarray[Any, Any] = block[first : first + loc[5] // size]
+        return out.reshape(shape if shape is not None else self.schema.shape).copy()
 
     def _load_chunk(self, chunk: str, blocks: set[tuple[int, int, str]]) -> None:
         try:
