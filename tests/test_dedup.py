@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import hangar.staging
 from hangar import Repository
 from hangar.columns._dedup import RowDedup
 from hangar.columns._engine import ColumnEngine
 from hangar.exceptions import HangarError
+from hangar.format.sample_digest import SampleDigest
 from hangar.format.staging import JournalEntry
 from hangar.replay import replay_entry
 from history_helpers import new_repo
@@ -65,8 +65,10 @@ def test_repeats_are_stored_once_and_read_back(repo_location: tuple[str, dict[st
 
 def test_same_digest_different_bytes_are_both_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     """A digest collision (forced here) never makes two different samples share bytes."""
-    monkeypatch.setattr(hangar.staging, "row_digests", lambda rows: [b"\0" * 8] * len(rows))
     repo = new_repo()
+    scheme = repo._sample_digest
+    collide = SampleDigest(scheme.name, scheme._new, lambda rows: [b"\0" * 8] * len(rows))
+    monkeypatch.setattr(Repository, "_sample_digest", property(lambda self: collide))
     co = repo.checkout(write=True)
     col = co.add_ndarray_column("f", shape=(64,), dtype=np.float32)
     zero, minus_zero = np.zeros(64, np.float32), np.full(64, -0.0, np.float32)

@@ -21,6 +21,7 @@ from hangar.format.manifest import (
 )
 from hangar.format.names import branch_ref, chunk_key, commit_key, validate_name
 from hangar.format.records import BranchRef, LeaseRecord, RepositoryInfo
+from hangar.format.sample_digest import sample_digest_scheme
 from hangar.format.schema import ColumnSchema, SampleError
 from hangar.store import open_store
 
@@ -201,3 +202,53 @@ def test_commit_records_are_verified() -> None:
         read_commit(store, "a=" + "9" * 40)
     with pytest.raises(InvalidKeyError):
         CommitRecord((), "a", "b", "t", "")
+
+
+def test_sample_digest_schemes_are_the_documented_hashes() -> None:
+    import hashlib
+
+    import xxhash
+
+    rows = np.arange(3 * 12, dtype=np.float32).reshape(3, 12)
+    xxh3, blake = sample_digest_scheme("xxh3-64"), sample_digest_scheme("blake2b-64")
+    assert xxh3.rows(rows) == [xxhash.xxh3_64_digest(r.tobytes()) for r in rows]
+    assert blake.rows(rows) == [hashlib.blake2b(r.tobytes(), digest_size=8).digest() for r in rows]
+    for scheme in (xxh3, blake):
+        assert scheme.of(rows[1], variable=False) == scheme.rows(rows)[1]
+        # where shapes vary, the shape is part of the digest
+        assert scheme.of(rows[1], variable=True) != scheme.of(rows[1].reshape(3, 4), variable=True)
+    assert xxh3.rows(np.arange(4, dtype=np.int64)) == [
+        xxhash.xxh3_64_digest(np.int64(i).tobytes()) for i in range(4)
+    ]
+    with pytest.raises(InvalidKeyError, match="unknown sample digest"):
+        sample_digest_scheme("sha1-64")
+
+
+def test_new_repositories_are_format_2_with_xxh3_digests() -> None:
+    import uuid
+
+    import xxhash
+
+    from hangar import Repository
+
+    repo = Repository(f"memory://fmt-{uuid.uuid4().hex}", exists=False)
+    repo.init("t", "t@example.com")
+    info = RepositoryInfo.from_bytes(repo._store.get("hangar.json"))
+    assert (info.format_version, info.sample_digest) == (2, "xxh3-64")
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("x", shape=(5,), dtype=np.int16)
+    value = np.arange(5, dtype=np.int16)
+    col[0] = value
+    with col:
+        col[1] = value + 1
+    co.commit("c")
+    co.close()
+    seg = repo.checkout()["x"]._engine.base_segments[0]
+    rows = list(decode_segment(repo._store.get(f"manifests/{seg.digest}.parquet")))
+    assert [e.digest for _, _, e in rows] == [
+        xxhash.xxh3_64_digest(value.tobytes()),
+        xxhash.xxh3_64_digest((value + 1).tobytes()),
+    ]
+    # a format 1 hangar.json names no scheme: BLAKE2b-64
+    old = {k: v for k, v in info.to_dict().items() if k != "sample_digest"}
+    assert RepositoryInfo.from_dict({**old, "format_version": 1}).sample_digest == "blake2b-64"

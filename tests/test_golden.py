@@ -43,7 +43,7 @@ def upload(version: int, seaweedfs: Any) -> str:
     return url
 
 
-@pytest.mark.parametrize("version", [1])
+@pytest.mark.parametrize("version", [1, 2])
 def test_golden_repository_reads_back_from_s3(version: int, seaweedfs: Any) -> None:
     maker = load_maker(version)
     url = upload(version, seaweedfs)
@@ -77,3 +77,46 @@ def _same(got: Any, want: Any) -> None:
         assert np.array_equal(got, want)
     else:
         assert got == want
+
+
+def test_writing_into_a_v1_repository_keeps_its_format(seaweedfs: Any) -> None:
+    """A newer hangar writes a format 1 repository as format 1: BLAKE2b-64 sample digests,
+    so a sample written again with the same bytes is no change, and older builds still
+    read every commit."""
+    maker = load_maker(1)
+    url = upload(1, seaweedfs)
+    repo = Repository(url, storage_options=seaweedfs.storage_options())
+    co = repo.checkout(write=True)
+    images = co["images"]
+    images[0] = images[0]  # the same bytes: the same digest
+    with images:
+        images[1] = images[1]
+    assert co.diff.staged().diff.mutated.samples == ()
+    images[100] = np.ones((4, 4), np.uint8)
+    co.commit("written by a newer hangar")
+    co.close()
+    store = open_store(url, **seaweedfs.storage_options())
+    assert b'"format_version":1' in store.get("hangar.json")
+    head = repo.checkout()
+    assert np.array_equal(head["images", 100], np.ones((4, 4), np.uint8))
+    assert np.array_equal(head["images", 0], maker.expected()["images"][0])
+    record = repo._read_commit(repo.log(return_contents=True)["order"][0])
+    assert record.format_version == 1
+
+
+def test_a_newer_format_asks_for_an_upgrade(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "r"))
+    store.put("hangar.json", b'{"format_version": 99, "some_new_field": 1}')
+    with pytest.raises(ValueError, match="format version 99; this hangar reads up to 2: upgrade"):
+        Repository(store)
+
+
+def test_an_unknown_sample_digest_is_refused(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "r"))
+    store.put(
+        "hangar.json",
+        b'{"created":"2026-01-01T00:00:00Z","format_version":2,"repository_id":"x",'
+        b'"sample_digest":"md5-64","user_email":"e","user_name":"n"}',
+    )
+    with pytest.raises(ValueError, match="unknown sample digest 'md5-64'"):
+        Repository(store)

@@ -183,7 +183,9 @@ class WriterCheckout(_CheckoutBase):
             base_commit = self._lease.ref.commit
             base = repo._read_commit(base_commit) if base_commit else None
             cache = BlockCache(repo._cache_blocks)
-            self._staging = StagingArea(store, self._lease, base, base_commit, cache)
+            self._staging = StagingArea(
+                store, self._lease, base, base_commit, cache, digest=repo._sample_digest
+            )
         except BaseException:
             self._lease.release()
             raise

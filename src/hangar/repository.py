@@ -27,7 +27,8 @@ from hangar.format.chunks import BlockCache
 from hangar.format.commits import CommitRecord, read_commit
 from hangar.format.lease import force_release, lease_is_live
 from hangar.format.names import HANGAR_JSON, branch_ref, validate_name
-from hangar.format.records import FORMAT_VERSION, BranchRef, RepositoryInfo
+from hangar.format.records import FORMAT_VERSION, BranchRef, RepositoryInfo, load_json
+from hangar.format.sample_digest import DEFAULT_SCHEME, SampleDigest, sample_digest_scheme
 from hangar.history import format_bytes, format_log, list_history, summary_text
 from hangar.merge import MERGE_TEXT, merge_branch
 from hangar.store import LocalStore, Store, open_store
@@ -93,15 +94,18 @@ class Repository:
     # ------------------------------------------------------------- state
     def _load_info(self) -> None:
         try:
-            self._info = RepositoryInfo.from_bytes(self._store.get(HANGAR_JSON))
+            raw = load_json(self._store.get(HANGAR_JSON), HANGAR_JSON)
         except ObjectNotFoundError:
             self._info = None
             return
-        if self._info.format_version > FORMAT_VERSION:
+        version = raw.get("format_version")
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            # before reading the fields: a newer format may have fields this hangar lacks
             raise InvalidKeyError(
                 f"the repository at {self._root} has format version "
-                f"{self._info.format_version}; this hangar reads up to {FORMAT_VERSION}: upgrade"
+                f"{version}; this hangar reads up to {FORMAT_VERSION}: upgrade"
             )
+        self._info = RepositoryInfo.from_dict(raw)
 
     def _require(self) -> RepositoryInfo:
         if self._info is None:
@@ -119,6 +123,11 @@ class Repository:
     @property
     def _user_email(self) -> str:
         return os.environ.get("HANGAR_USER_EMAIL") or self._require().user_email
+
+    @property
+    def _sample_digest(self) -> SampleDigest:
+        """How this repository digests samples (fixed when it was created)."""
+        return sample_digest_scheme(self._require().sample_digest)
 
     @property
     def path(self) -> str:
@@ -162,6 +171,8 @@ class Repository:
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             user_name=user_name,
             user_email=user_email,
+            format_version=FORMAT_VERSION,
+            sample_digest=DEFAULT_SCHEME,
         )
         self._store.put_if_absent(HANGAR_JSON, info.to_bytes())
         self._store.put_if_absent(branch_ref(_DEFAULT_BRANCH), BranchRef(None, 0).to_bytes())

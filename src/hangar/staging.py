@@ -19,7 +19,7 @@ import numpy as np
 
 from hangar import _gcpause
 from hangar.columns._dedup import DEDUP_MIN_BYTES, RowDedup
-from hangar.columns._engine import ColumnEngine, Pending, row_digests, sample_digest
+from hangar.columns._engine import ColumnEngine, Pending
 from hangar.columns._index import SegmentIndex
 from hangar.columns._rows import RowBuffer
 from hangar.diff import RawConflicts, RawDiff, State, column_states, diff_schemas, diff_states
@@ -44,6 +44,7 @@ from hangar.format.lease import Lease
 from hangar.format.manifest import Entry, Key
 from hangar.format.names import branch_ref, chunk_key
 from hangar.format.records import BranchRef
+from hangar.format.sample_digest import SampleDigest
 from hangar.format.schema import ColumnSchema
 from hangar.format.staging import (
     JournalEntry,
@@ -80,8 +81,11 @@ class StagingArea:
         base: CommitRecord | None,
         base_commit: str | None,
         cache: BlockCache,
+        *,
+        digest: SampleDigest,
     ) -> None:
         self.store = store
+        self.digest = digest  # the repository's sample digest scheme
         self.lease = lease
         self.branch = lease.branch
         self.cache = cache
@@ -100,7 +104,7 @@ class StagingArea:
         """Make ``base_commit`` what the staging area starts from, with no change staged."""
         self.base, self.base_commit = base, base_commit
         self.columns = {
-            name: ColumnEngine(name, rec.schema, self.store, rec, self.cache)
+            name: ColumnEngine(name, rec.schema, self.store, rec, self.cache, digest=self.digest)
             for name, rec in (base.columns if base else {}).items()
         }
         self.schemas_changed = False
@@ -155,7 +159,7 @@ class StagingArea:
             self.schemas_changed = True
 
     def _new_engine(self, name: str, schema: ColumnSchema) -> ColumnEngine:
-        return ColumnEngine(name, schema, self.store, None, self.cache)
+        return ColumnEngine(name, schema, self.store, None, self.cache, digest=self.digest)
 
     def _write(self, entry: JournalEntry) -> None:
         self.lease.verify()
@@ -260,7 +264,7 @@ class StagingArea:
         all_same: list[list[int]] = []
         locs: list[SampleLocation] = []
         for keys, data in rows.live_pages():
-            digests = row_digests(data)
+            digests = self.digest.rows(data)
             fresh, same = dedup.split(digests, data) if dedup else (None, [])
             runs = pack_uniform(
                 data if fresh is None else data[fresh],
@@ -318,7 +322,7 @@ class StagingArea:
         if self._buffer is not None:
             self._flush_buffered()  # keep the journal in the order things happened
         self._emit(["add", name, schema.to_dict()])
-        engine = ColumnEngine(name, schema, self.store, None, self.cache)
+        engine = ColumnEngine(name, schema, self.store, None, self.cache, digest=self.digest)
         self.columns[name] = engine
         if self._buffer is not None:
             self._start_rows(engine)
@@ -617,7 +621,8 @@ class StagingArea:
 def _slot_digest(engine: ColumnEngine, slot: Any) -> bytes:
     if isinstance(slot, int):  # a row buffered in an open with-block
         assert engine.rows is not None
-        return sample_digest(engine.rows.row(slot), engine.variable)
+        assert engine.digest is not None  # a writer's column
+        return engine.digest.of(engine.rows.row(slot), engine.variable)
     digest: bytes = slot.digest
     return digest
 

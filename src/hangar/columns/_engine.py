@@ -7,7 +7,6 @@ Data flows one way: columns -> format -> store.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from itertools import repeat
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 from hangar._gcpause import gc_paused
 from hangar.columns._index import SegmentIndex, bucket_from_rows
 from hangar.columns._rows import RowBuffer
-from hangar.exceptions import CorruptionError, ObjectNotFoundError
+from hangar.exceptions import CorruptionError, ObjectNotFoundError, ReadOnlyError
 from hangar.format.chunks import BlockCache, SampleLocation, block_check, digest_bytes
 from hangar.format.codec import BlockCodec
 from hangar.format.commits import ColumnRecord
@@ -32,10 +31,11 @@ from hangar.format.manifest import (
     split_rows,
 )
 from hangar.format.names import chunk_key, manifest_key
+from hangar.format.sample_digest import SampleDigest
 from hangar.format.schema import ColumnSchema, Where
 from hangar.store import Store
 
-__all__ = ["ColumnEngine", "Pending", "row_digests", "sample_digest"]
+__all__ = ["ColumnEngine", "Pending"]
 
 
 class Pending:
@@ -52,30 +52,6 @@ class Pending:
 
 
 Slot = Entry | Pending
-
-
-def sample_digest(array: np.ndarray[Any, Any], variable: bool) -> bytes:
-    """Content digest of a sample: BLAKE2b-64 (shape included where shapes vary).
-
-    64 bits tell a changed sample from an unchanged one (diff, merge) with a
-    false match chance of 2**-64 per comparison; dedup compares bytes before
-    reusing a chunk's sample, so it does not rely on the digest alone.
-    """
-    h = hashlib.blake2b(array.data, digest_size=8)
-    if variable:
-        h.update(repr(array.shape).encode())
-    return h.digest()
-
-
-def row_digests(rows: np.ndarray[Any, Any]) -> list[bytes]:
-    """:func:`sample_digest` of every row of a 2-D array of fixed-shape samples."""
-    rows = np.ascontiguousarray(rows)
-    size = rows[0].nbytes if len(rows) else 0
-    raw = rows.data.cast("B")
-    blake2b = hashlib.blake2b
-    return [
-        blake2b(raw[i : i + size], digest_size=8).digest() for i in range(0, len(rows) * size, size)
-    ]
 
 
 _BATCH = 4096  # samples read per step of a scan
@@ -104,10 +80,13 @@ class ColumnEngine:
         cache: BlockCache,
         *,
         loaded: dict[str, dict[Key, Any]] | None = None,
+        digest: SampleDigest | None = None,
     ) -> None:
-        """``loaded``: buckets already decoded, by segment digest (see :class:`SegmentIndex`)."""
+        """``loaded``: buckets already decoded, by segment digest (see :class:`SegmentIndex`);
+        ``digest``: the repository's sample digest scheme, which writes need."""
         self.name = name
         self.schema = schema
+        self.digest = digest
         self.store = store
         self.base_segments: tuple[SegmentRef, ...] = base.segments if base else ()
         self.codec = BlockCodec.from_metadata(schema.codecs, schema.np_dtype)
@@ -289,7 +268,9 @@ class ColumnEngine:
         shape = array.shape if self.variable and self.schema.column_type == "ndarray" else None
         if self.schema.column_type != "ndarray":
             shape = None
-        return Pending(array, sample_digest(array, self.variable), shape)
+        if self.digest is None:
+            raise ReadOnlyError(f"column {self.name!r} is read-only here")
+        return Pending(array, self.digest.of(array, self.variable), shape)
 
     def set_slot(self, key: Key, subkey: Key | None, slot: Slot) -> None:
         index = self.index

@@ -14,11 +14,22 @@ from typing import Any
 from hangar.exceptions import CorruptionError, InvalidKeyError, ObjectNotFoundError
 from hangar.format.manifest import SegmentRef
 from hangar.format.names import commit_key, validate_digest
-from hangar.format.records import FORMAT_VERSION, canonical_json, load_json
+from hangar.format.records import canonical_json, load_json
 from hangar.format.schema import ColumnSchema
 from hangar.store import Store
 
-__all__ = ["ColumnRecord", "CommitRecord", "commit_id", "read_commit", "write_commit"]
+__all__ = [
+    "COMMIT_RECORD_VERSION",
+    "ColumnRecord",
+    "CommitRecord",
+    "commit_id",
+    "read_commit",
+    "write_commit",
+]
+
+#: the layout of commit records: unchanged from format version 1 to 2, so commits
+#: written into a version 1 repository stay readable by the builds that wrote it
+COMMIT_RECORD_VERSION = 1
 
 
 def commit_id(data: bytes) -> str:
@@ -60,7 +71,7 @@ class CommitRecord:
     time: str  # UTC, ISO 8601
     message: str
     columns: dict[str, ColumnRecord] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    format_version: int = COMMIT_RECORD_VERSION
 
     def __post_init__(self) -> None:
         if len(self.parents) > 2:

@@ -46,7 +46,7 @@ SEGMENT_ROWS = 8_192
 class Entry(NamedTuple):
     """One manifest row: a sample (or subsample) and where its bytes are."""
 
-    digest: bytes  # BLAKE2b-64 of the sample's content
+    digest: bytes  # content digest of the sample (hangar.format.sample_digest)
     location: SampleLocation
     shape: tuple[int, ...] | None  # None: the column's fixed shape
 

@@ -13,6 +13,7 @@ from typing import Any, Self
 
 from hangar.exceptions import InvalidKeyError
 from hangar.format.names import validate_digest, validate_name
+from hangar.format.sample_digest import LEGACY_SCHEME, sample_digest_scheme
 
 __all__ = [
     "FORMAT_VERSION",
@@ -24,8 +25,9 @@ __all__ = [
     "load_json",
 ]
 
-#: the on-store format version this library writes
-FORMAT_VERSION = 1
+#: the on-store format version this library writes (2: samples digested with XXH3,
+#: see hangar.format.sample_digest; 1: BLAKE2b-64)
+FORMAT_VERSION = 2
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -77,10 +79,13 @@ class RepositoryInfo(_Record):
     format_version: int = FORMAT_VERSION
     hash_algorithm: str = "blake2b-160"
     product: str = "hangar-cloud"
+    # absent from format version 1's hangar.json, whose samples are digested with BLAKE2b
+    sample_digest: str = LEGACY_SCHEME
 
     def __post_init__(self) -> None:
         if not isinstance(self.format_version, int) or self.format_version < 1:
             raise InvalidKeyError(f"invalid format version {self.format_version!r}")
+        sample_digest_scheme(self.sample_digest)  # raises for a scheme this hangar lacks
         if not self.user_name or not self.user_email:
             raise InvalidKeyError("a repository needs a user name and email")
 
