@@ -328,7 +328,7 @@ class ColumnEngine:
         index = self.index
         if not self.changed:
             return ColumnRecord(self.schema, self.base_segments, count)
-        touched = {index.bucket_of(key) for key in self.changed}
+        touched = index.buckets_of(self.changed)
         out: list[SegmentRef] = []
         self._written = {}
         for i in range(index.nbuckets):

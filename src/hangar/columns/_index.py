@@ -12,7 +12,7 @@ rewrites only the buckets whose keys changed (DESIGN.md, invariant 5).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -90,6 +90,13 @@ class SegmentIndex:
         else:
             i = len(self._int_firsts) + bisect.bisect_right(self._str_firsts, key) - 1
         return max(i, 0)
+
+    def buckets_of(self, keys: Collection[Key]) -> set[int]:
+        """The bucket numbers of ``keys`` (loading nothing)."""
+        if len(self._buckets) == 1:
+            return {0} if keys else set()
+        bucket_of = self.bucket_of
+        return {bucket_of(key) for key in keys}
 
     def bucket(self, i: int) -> dict[Key, Any]:
         """Bucket ``i``, read from its segment if it is not loaded yet."""

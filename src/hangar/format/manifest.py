@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -106,7 +107,7 @@ _DELTA_COLUMNS = dict.fromkeys(
 _DICTIONARY_COLUMNS = [name for name in _SCHEMA.names if name not in _DELTA_COLUMNS]
 
 
-def _key_arrays(keys: tuple[Any, ...]) -> tuple[pa.Array, pa.Array]:
+def _key_arrays(keys: list[Any]) -> tuple[pa.Array, pa.Array]:
     """The (int, str) columns of a key column: each key sets one of them."""
     n = len(keys)
     if keys.count(None) == n:
@@ -126,9 +127,10 @@ def _key_arrays(keys: tuple[Any, ...]) -> tuple[pa.Array, pa.Array]:
 
 def encode_segment(rows: list[Row]) -> bytes:
     """Parquet bytes of rows already sorted by (key, subkey)."""
-    keys, subkeys, entries = zip(*rows, strict=True) if rows else ((), (), ())
-    digests, locs, shapes = zip(*entries, strict=True) if rows else ((), (), ())
-    chunk, boff, bsize, bcheck, ioff, inb = zip(*locs, strict=True) if rows else ((),) * 6
+    # columns by itemgetter: several times faster than zip(*rows) on thousands of rows
+    keys, subkeys, entries = (list(map(itemgetter(i), rows)) for i in range(3))
+    digests, locs, shapes = (list(map(itemgetter(i), entries)) for i in range(3))
+    chunk, boff, bsize, bcheck, ioff, inb = (list(map(itemgetter(i), locs)) for i in range(6))
     key_int, key_str = _key_arrays(keys)
     sub_int, sub_str = _key_arrays(subkeys)
     n = len(rows)
