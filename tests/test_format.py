@@ -179,6 +179,9 @@ def test_manifest_segments_round_trip() -> None:
     assert decode_digests(flat) == [(1, None, b"d" * 8), (2, None, b"d" * 8)]
     with pytest.raises(CorruptionError):
         decode_digests(data + b"x", digest_bytes(data))
+    # digests are raw bytes: distinct ones, trailing zero bytes kept
+    varied = [(i, None, Entry(bytes([i]) * 7 + b"\0", loc, None)) for i in range(256)]
+    assert list(decode_segment(encode_segment(varied))) == varied
     segs = list(split_rows(rows, target=3))
     assert [len(s) for s in segs] == [3, 2]
     ref = SegmentRef(digest_bytes(data), 5, 1, "s")

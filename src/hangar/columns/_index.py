@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hangar._gcpause import gc_paused
-from hangar.format.manifest import Key, Row, SegmentRef, decode_segment
+from hangar.format.manifest import Key, Row, SegmentRef, decode_columns
 from hangar.format.names import manifest_key
 from hangar.store import Store
 
@@ -108,7 +108,11 @@ class SegmentIndex:
     def _install(self, i: int, data: bytes) -> dict[Key, Any]:
         """Decode segment ``i`` from its bytes into its bucket."""
         with gc_paused():
-            bucket = bucket_from_rows(decode_segment(data, self._segments[i].digest), self._nested)
+            keys, subkeys, entries = decode_columns(data, self._segments[i].digest)
+            if self._nested:
+                bucket = bucket_from_rows(zip(keys, subkeys, entries, strict=True), nested=True)
+            else:
+                bucket = dict(zip(keys, entries, strict=True))
         self._buckets[i] = bucket
         self._base_len[i] = len(bucket)
         if len(self._buckets) == 1:

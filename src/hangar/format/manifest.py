@@ -15,8 +15,9 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,6 +30,7 @@ __all__ = [
     "Entry",
     "Key",
     "SegmentRef",
+    "decode_columns",
     "decode_digests",
     "decode_segment",
     "encode_segment",
@@ -164,18 +166,69 @@ def encode_segment(rows: list[Row]) -> bytes:
 
 def decode_segment(data: bytes, expected_digest: str | None = None) -> Iterator[Row]:
     """Rows of a segment; raise CorruptionError if its bytes do not match the digest."""
+    return zip(*decode_columns(data, expected_digest), strict=True)
+
+
+def decode_columns(
+    data: bytes, expected_digest: str | None = None
+) -> tuple[list[Key], list[Key | None], list[Entry]]:
+    """Keys, subkeys and entries of a segment's rows, as three lists.
+
+    The rows of :func:`decode_segment`, built with loops that run in C (a
+    segment of 8,192 rows decodes several times faster than row by row).
+    """
+    table = _read_table(data, expected_digest, None)
+    n = table.num_rows
+    keys = _keys(table, "key_int", "key_str")
+    subkeys = _keys(table, "subkey_int", "subkey_str")
+    digests = _digests(table.column("digest"), n)
+    new = tuple.__new__
+    loc_columns = [table.column(name).to_pylist() for name in _LOCATION_COLUMNS]
+    locs = list(map(new, repeat(SampleLocation), zip(*loc_columns, strict=True)))
+    raw_shapes = table.column("shape")
+    shapes: Iterable[tuple[int, ...] | None] = (
+        repeat(None, n)
+        if raw_shapes.null_count == n
+        else [None if sh is None else tuple(sh) for sh in raw_shapes.to_pylist()]
+    )
+    entries = list(map(new, repeat(Entry), zip(digests, locs, shapes, strict=True)))
+    return keys, subkeys, entries
+
+
+_LOCATION_COLUMNS = [
+    "chunk", "block_offset", "block_size", "block_check", "item_offset", "item_nbytes"
+]  # fmt: skip
+
+
+def _read_table(data: bytes, expected_digest: str | None, columns: list[str] | None) -> pa.Table:
+    """The segment's table; CorruptionError if its bytes are not the segment named."""
     if expected_digest is not None and digest_bytes(data) != expected_digest:
         raise CorruptionError(f"manifest segment {expected_digest} does not match its digest")
     try:
-        table = pq.read_table(io.BytesIO(data))
+        return pq.read_table(io.BytesIO(data), columns=columns)
     except (pa.ArrowException, OSError) as exc:
         raise CorruptionError(f"manifest segment {expected_digest} is not valid Parquet") from exc
-    c = [table.column(name).to_pylist() for name in _SCHEMA.names]
-    new = tuple.__new__
-    for ki, ks, si, ss, digest, chunk, bo, bs, bc, io_, nb, shape in zip(*c, strict=True):
-        loc = new(SampleLocation, (chunk, bo, bs, bc, io_, nb))
-        entry = new(Entry, (digest, loc, None if shape is None else tuple(shape)))
-        yield (ks if ki is None else ki), (ss if si is None else si), entry
+
+
+def _keys(table: pa.Table, int_name: str, str_name: str) -> list[Any]:
+    """A key column from its int and str halves (each row sets one, or neither)."""
+    n = table.num_rows
+    ints, strs = table.column(int_name), table.column(str_name)
+    if strs.null_count == n:
+        return cast("list[Any]", ints.to_pylist())
+    if ints.null_count == n:
+        return cast("list[Any]", strs.to_pylist())
+    return [s if i is None else i for i, s in zip(ints.to_pylist(), strs.to_pylist(), strict=True)]
+
+
+def _digests(column: pa.ChunkedArray, n: int) -> list[bytes]:
+    """The 8-byte digests of a column: sliced from its buffer (to_pylist is 4x slower)."""
+    array = column.combine_chunks()
+    if array.null_count:
+        raise CorruptionError("a manifest segment has rows without a digest")
+    start = array.offset * 8
+    raw = array.buffers()[1].to_pybytes()[start : start + 8 * n]
+    return [raw[i : i + 8] for i in range(0, 8 * n, 8)]
 
 
 def decode_digests(
@@ -186,19 +239,10 @@ def decode_digests(
     Checks the segment's bytes like :func:`decode_segment`, then reads only
     the key and digest columns (several times faster than whole entries).
     """
-    if expected_digest is not None and digest_bytes(data) != expected_digest:
-        raise CorruptionError(f"manifest segment {expected_digest} does not match its digest")
-    try:
-        table = pq.read_table(io.BytesIO(data), columns=_DIGEST_COLUMNS)
-    except (pa.ArrowException, OSError) as exc:
-        raise CorruptionError(f"manifest segment {expected_digest} is not valid Parquet") from exc
-    ki, ks, si, ss, digest = (table.column(name).to_pylist() for name in _DIGEST_COLUMNS)
-    if ks.count(None) == len(ks) and si.count(None) == len(si):  # flat, int keys
-        return list(zip(ki, [None] * len(ki), digest, strict=True))
-    return [
-        (k_s if k_i is None else k_i, s_s if s_i is None else s_i, d)
-        for k_i, k_s, s_i, s_s, d in zip(ki, ks, si, ss, digest, strict=True)
-    ]
+    table = _read_table(data, expected_digest, _DIGEST_COLUMNS)
+    keys = _keys(table, "key_int", "key_str")
+    subkeys = _keys(table, "subkey_int", "subkey_str")
+    return list(zip(keys, subkeys, _digests(table.column("digest"), table.num_rows), strict=True))
 
 
 _DIGEST_COLUMNS = ["key_int", "key_str", "subkey_int", "subkey_str", "digest"]
