@@ -62,7 +62,7 @@ def _next_in_block(slots: list[Slot | int], n: int, block: tuple[str, int]) -> b
     if n + 1 >= len(slots):
         return True  # the batch ends: nothing to tell, keep the usual path
     nxt = slots[n + 1]
-    if isinstance(nxt, int | Pending):
+    if type(nxt) is not Entry:
         return False
     loc = nxt[1]
     return loc[0] == block[0] and loc[1] == block[1]
@@ -137,10 +137,10 @@ class ColumnEngine:
         blocks: dict[str, set[tuple[int, int, str]]] = {}
         with gc_paused():
             for slot in slots:
-                if not isinstance(slot, int | Pending):
-                    loc = slot.location
-                    if cache.get((loc.chunk, loc.block_offset)) is None:
-                        blocks.setdefault(loc.chunk, set()).add(loc[1:4])
+                if type(slot) is Entry:
+                    loc = slot[1]
+                    if cache.get((loc[0], loc[1])) is None:
+                        blocks.setdefault(loc[0], set()).add(loc[1:4])
         read = self.read
         ndarray = self.schema.column_type == "ndarray"
         fixed = self.schema.shape
@@ -148,41 +148,56 @@ class ColumnEngine:
         per_row = 0
         if ndarray and not self.variable and fixed is not None:
             per_row = int(np.prod(fixed, dtype=np.int64)) * self.schema.np_dtype.itemsize
-        rows: Any = None
         for start in range(0, len(slots), _BATCH):
+            part = slots[start : start + _BATCH]
             # the collector is paused while a batch is read, never while the caller runs
             with gc_paused():
-                batch = []
-                last: tuple[str, int] | None = None
-                block: Any = None
-                part = slots[start : start + _BATCH]
-                views: dict[tuple[str, int], Any] = {}  # blocks as rows of bytes, not copied
-                for n, slot in enumerate(part):
-                    if isinstance(slot, int | Pending):
+                if ndarray:
+                    batch = self._read_arrays(part, blocks, per_row)
+                else:
+                    batch = []
+                    for slot in part:
+                        if type(slot) is Entry:
+                            wanted = blocks.pop(slot[1][0], None)
+                            if wanted:
+                                self._load_chunk(slot[1][0], wanted)
                         batch.append(read(slot))
-                        continue
-                    loc = slot[1]
-                    wanted = blocks.pop(loc[0], None)
-                    if wanted:
-                        self._load_chunk(loc[0], wanted)
-                    if not ndarray:
-                        batch.append(read(slot))
-                        continue
-                    here = (loc[0], loc[1])
-                    if here != last:
-                        if per_row and not _next_in_block(part, n, here):
-                            batch.append(self._lone(views, here, loc, per_row))
-                            continue
-                        # samples of one block come one after another: slice it directly
-                        block = self._block(loc)
-                        last = here
-                        # fixed shapes: one copy of the block, each sample a row of it
-                        rows = block.copy().reshape((-1, *(fixed or ()))) if per_row else None
-                    if rows is not None and loc[5] == per_row and not loc[4] % per_row:
-                        batch.append(rows[loc[4] // per_row])
-                        continue
-                    batch.append(self._sample(block, loc, slot[2]))
             yield from batch
+
+    def _read_arrays(
+        self, part: list[Slot | int], blocks: dict[str, set[tuple[int, int, str]]], per_row: int
+    ) -> list[Any]:
+        """The ndarray samples of one batch of a scan (see :meth:`read_many`)."""
+        batch: list[Any] = []
+        fixed = self.schema.shape or ()
+        last_chunk: str | None = None
+        last_offset = -1
+        block: Any = None
+        rows: Any = None
+        views: dict[tuple[str, int], Any] = {}  # blocks as rows of samples, not copied
+        for n, slot in enumerate(part):
+            if type(slot) is not Entry:  # buffered or pending
+                batch.append(self.read(slot))
+                continue
+            loc = slot[1]
+            if loc[1] != last_offset or loc[0] != last_chunk:
+                wanted = blocks.pop(loc[0], None)
+                if wanted:
+                    self._load_chunk(loc[0], wanted)
+                here = (loc[0], loc[1])
+                if per_row and not _next_in_block(part, n, here):
+                    batch.append(self._lone(views, here, loc, per_row))
+                    continue
+                # samples of one block come one after another: slice it directly
+                block = self._block(loc)
+                last_chunk, last_offset = here
+                # fixed shapes: one copy of the block, each sample a row of it
+                rows = block.copy().reshape((-1, *fixed)) if per_row else None
+            if rows is not None and loc[5] == per_row and not loc[4] % per_row:
+                batch.append(rows[loc[4] // per_row])
+            else:
+                batch.append(self._sample(block, loc, slot[2]))
+        return batch
 
     def _lone(
         self, views: dict[tuple[str, int], Any], here: tuple[str, int], loc: SampleLocation,
