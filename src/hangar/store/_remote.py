@@ -15,6 +15,7 @@ request may still be in flight, so its outcome is unknown.)
 from __future__ import annotations
 
 import abc
+import os
 import uuid
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
@@ -59,7 +60,22 @@ class RemoteStore(Store):
             raise InvalidStoreURLError(f"{url!r} names no bucket: use {scheme}://bucket/prefix")
         self.prefix = prefix.strip("/")
         self.root = f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
-        self._fs = self._make_fs({"use_listings_cache": False, **storage_options})
+        self._fs_options = {"use_listings_cache": False, **storage_options}
+        self._fs_pid = os.getpid()
+        self._fs_now = self._make_fs(self._fs_options)
+
+    @property
+    def _fs(self) -> Any:
+        """The fsspec file system of this process: a forked child makes its own.
+
+        fsspec's clients run on an event loop thread that a fork does not
+        copy, so a store used before a fork (a data loader's workers) would
+        fail in the child; it reconnects instead.
+        """
+        if self._fs_pid != os.getpid():
+            self._fs_now = self._make_fs(self._fs_options)
+            self._fs_pid = os.getpid()
+        return self._fs_now
 
     @abc.abstractmethod
     def _make_fs(self, options: dict[str, Any]) -> Any:

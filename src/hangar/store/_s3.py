@@ -3,7 +3,8 @@
 - version: the object's ETag;
 - ``put_if_absent``: ``PutObject`` with ``If-None-Match: *``;
 - ``replace_if_version``: ``PutObject`` with ``If-Match: <etag>``;
-- ``get_range``: one ``GetObject`` with a ``Range`` header.
+- ``get_range``: one ``GetObject`` with a ``Range`` header (sent by obstore
+  where it can be, see :mod:`hangar.store._obstore`).
 
 An ETag is a digest of the content, so an object rewritten with identical bytes
 keeps its version: a compare-and-swap only tells content apart. Conditional
@@ -17,6 +18,7 @@ from typing import Any
 import s3fs
 
 from ._base import Buffer, Version
+from ._obstore import obstore_reader
 from ._remote import WRITE_ID, PreconditionFailedError, RemoteStore
 
 __all__ = ["S3Store"]
@@ -51,11 +53,15 @@ class S3Store(RemoteStore):
         Passed to :class:`s3fs.S3FileSystem`: ``key``, ``secret``,
         ``endpoint_url``, ``client_kwargs`` and so on. Listing caches are off
         unless asked for (``use_listings_cache=True``): a store must see other
-        writers' objects.
+        writers' objects. With an ``endpoint_url`` and explicit credentials,
+        GETs are sent through obstore (about 1 ms faster each); the option
+        ``use_obstore=False`` keeps them on s3fs (:mod:`hangar.store._obstore`).
     """
 
     def _make_fs(self, options: dict[str, Any]) -> Any:
-        return s3fs.S3FileSystem(**options)
+        # GETs go through obstore where it reaches the same objects (hangar.store._obstore)
+        self._reader = obstore_reader(self.bucket, options)
+        return s3fs.S3FileSystem(**{k: v for k, v in options.items() if k != "use_obstore"})
 
     def _is_missing(self, exc: BaseException) -> bool:
         return isinstance(exc, FileNotFoundError) or _error_code(exc) in {"NoSuchKey", "404"}
@@ -79,9 +85,15 @@ class S3Store(RemoteStore):
         return data, Version(resp["ETag"])
 
     def _get(self, key: str) -> bytes:
-        return self._run(self._a_get_object(key))[0]
+        return self._get_versioned(key)[0]
 
     def _get_range(self, key: str, start: int, end: int) -> bytes:
+        if self._reader is not None and self._reader.usable():
+            try:
+                data = self._reader.get_range(self._key(key), start, end)
+            except FileNotFoundError as exc:
+                raise self._not_found(key) from exc
+            return b"" if data is None else data
         try:
             return self._run(self._a_get_object(key, Range=f"bytes={start}-{end - 1}"))[0]
         except OSError as exc:
@@ -90,6 +102,12 @@ class S3Store(RemoteStore):
             raise
 
     def _get_versioned(self, key: str) -> tuple[bytes, Version]:
+        if self._reader is not None and self._reader.usable():
+            try:
+                data, etag = self._reader.get(self._key(key))
+            except FileNotFoundError as exc:
+                raise self._not_found(key) from exc
+            return data, Version(etag)
         return self._run(self._a_get_object(key))
 
     # -------------------------------------------------------------- writes

@@ -1,0 +1,94 @@
+"""S3 GETs through obstore: when it is used, and that it reads what s3fs reads."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+from typing import Any
+
+import pytest
+
+from hangar.exceptions import ObjectNotFoundError
+from hangar.store import Store, open_store
+from hangar.store._obstore import obstore_reader
+
+CREDS = {"key": "k", "secret": "s"}
+
+
+@pytest.mark.parametrize(
+    ("options", "used"),
+    [
+        ({"endpoint_url": "http://127.0.0.1:9000", **CREDS}, True),
+        ({"endpoint_url": "http://h:1", **CREDS, "client_kwargs": {"region_name": "eu"}}, True),
+        ({"endpoint_url": "http://h:1", "anon": True}, True),
+        ({"endpoint_url": "http://h:1", **CREDS, "use_obstore": False}, False),
+        ({**CREDS}, False),  # AWS's own endpoint: s3fs knows its redirects and regions
+        ({"endpoint_url": "http://h:1"}, False),  # a credential chain: s3fs's to resolve
+        ({"endpoint_url": "http://h:1", **CREDS, "profile": "p"}, False),
+        ({"endpoint_url": "http://h:1", **CREDS, "client_kwargs": {"verify": False}}, False),
+    ],
+)
+def test_obstore_is_used_only_where_it_reaches_the_same_objects(
+    options: dict[str, Any], used: bool
+) -> None:
+    assert (obstore_reader("b", {"use_listings_cache": False, **options}) is not None) is used
+
+
+def _stores(seaweedfs: Any) -> tuple[Store, Store]:
+    url = f"s3://{seaweedfs.create_bucket()}/p"
+    fast = open_store(url, **seaweedfs.storage_options())
+    slow = open_store(url, use_obstore=False, **seaweedfs.storage_options())
+    assert fast._reader is not None  # type: ignore[attr-defined]
+    assert slow._reader is None  # type: ignore[attr-defined]
+    return fast, slow
+
+
+def test_both_clients_read_the_same_bytes_and_versions(seaweedfs: Any) -> None:
+    fast, slow = _stores(seaweedfs)
+    data = bytes(range(256)) * 100
+    fast.put("a/obj", data)
+    assert fast.get("a/obj") == slow.get("a/obj") == data
+    for start, end in [(0, 1), (100, 5_000), (25_000, 30_000), (25_600, 25_700), (9, 9)]:
+        assert fast.get_range("a/obj", start, end) == slow.get_range("a/obj", start, end)
+    fast_v, slow_v = fast.get_versioned("a/obj")[1], slow.get_versioned("a/obj")[1]
+    assert fast_v == slow_v
+    # a version read through obstore is a valid compare-and-swap token for s3fs's writes
+    fast.replace_if_version("a/obj", b"new", fast_v)
+    assert slow.get("a/obj") == b"new"
+    for store in (fast, slow):
+        with pytest.raises(ObjectNotFoundError):
+            store.get("a/missing")
+        with pytest.raises(ObjectNotFoundError):
+            store.get_range("a/missing", 0, 4)
+    # the option survives pickling, as the other storage options do
+    again = pickle.loads(pickle.dumps(slow))
+    assert again._reader is None
+
+
+def _use_in_child(store: Store, out: Any) -> None:
+    store.put("a/from-child", b"child")
+    out.put(store.get_range("a/obj", 2, 6))
+
+
+@pytest.mark.parametrize("server", ["seaweedfs", "fake_gcs"])
+def test_a_store_used_before_a_fork_works_in_the_child(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    """fsspec's event loop and obstore's runtime do not survive a fork: the child reconnects
+    (and reads S3 through s3fs)."""
+    srv = request.getfixturevalue(server)
+    scheme = "s3" if server == "seaweedfs" else "gs"
+    store = open_store(f"{scheme}://{srv.create_bucket()}/p", **srv.storage_options())
+    store.put("a/obj", b"0123456789")
+    assert store.get_range("a/obj", 0, 2) == b"01"  # the parent's clients exist now
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_use_in_child, args=(store, out))
+    child.start()
+    try:
+        assert out.get(timeout=60) == b"2345"
+    finally:
+        child.join(timeout=30)
+    assert child.exitcode == 0
+    assert store.get("a/from-child") == b"child"
+    assert store.get_range("a/obj", 8, 10) == b"89"
