@@ -4,7 +4,7 @@ Writes outside a ``with`` block are in the store's staging journal when the
 call returns (one object per write, the sample's bytes inline), so they
 survive a crash of the writer process. Inside ``with col:`` blocks writes are
 buffered; on leaving the outermost block their samples are packed into chunks
-and one journal entry records them all. A commit packs what is still inline,
+(:mod:`hangar.packing`) and one journal entry records them all. A commit packs what is still inline,
 writes manifests, the commit record, and moves the branch ref by
 compare-and-swap against the version this writer's lease fenced
 (DESIGN.md, invariants 1 and 3).
@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from hangar import _gcpause
-from hangar.columns._dedup import DEDUP_MIN_BYTES, RowDedup
 from hangar.columns._engine import ColumnEngine, Pending
 from hangar.columns._index import SegmentIndex
 from hangar.columns._rows import RowBuffer
@@ -31,17 +30,13 @@ from hangar.exceptions import (
 )
 from hangar.format.chunks import (
     BlockCache,
-    ChunkPacker,
     Run,
-    SampleLocation,
-    expand_runs,
-    pack_uniform,
     runs_of,
     uniform_layout,
 )
 from hangar.format.commits import ColumnRecord, CommitRecord, read_commit, write_commit
 from hangar.format.lease import Lease
-from hangar.format.manifest import Entry, Key
+from hangar.format.manifest import Key
 from hangar.format.names import branch_ref, chunk_key
 from hangar.format.records import BranchRef
 from hangar.format.sample_digest import SampleDigest
@@ -59,6 +54,7 @@ from hangar.format.staging import (
     write_state,
 )
 from hangar.merge import conflict_lines, merge_columns, now_iso
+from hangar.packing import Buffered, is_live, pack_pending, pack_rows
 from hangar.refs import is_ancestor
 from hangar.replay import replay_entry
 from hangar.store import Store, Version
@@ -66,9 +62,6 @@ from hangar.store import Store, Version
 __all__ = ["StagingArea"]
 
 _RETRIES = 50
-
-# a buffered write: column, key, subkey, the pending sample
-_Buffered = tuple[ColumnEngine, Key, "Key | None", Pending]
 
 
 class StagingArea:
@@ -97,7 +90,7 @@ class StagingArea:
         self._seq = 0
         self._buffer_depth = 0
         self._buffer: JournalEntry | None = None
-        self._buffered: list[_Buffered] = []
+        self._buffered: list[Buffered] = []
         self._adopt()
 
     def _set_base(self, base: CommitRecord | None, base_commit: str | None) -> None:
@@ -231,8 +224,8 @@ class StagingArea:
         """
         assert self._buffer is not None
         buffered, self._buffered = self._buffered, []
-        live = [it for it in buffered if _is_live(it)]
-        for engine, group, locs in self._pack(live):
+        live = [it for it in buffered if is_live(it)]
+        for engine, group, locs in pack_pending(live, self._store_chunk):
             shapes = [None if it[3].shape is None else list(it[3].shape) for it in group]
             self._emit_set(
                 engine,
@@ -248,51 +241,11 @@ class StagingArea:
                 self._flush_rows(engine, rows)
 
     def _flush_rows(self, engine: ColumnEngine, rows: RowBuffer) -> None:
-        """Pack a column's buffered rows into chunks (a page each) and index them.
-
-        A sample whose bytes repeat an earlier sample of the block is not
-        packed again: it gets that sample's location (:class:`RowDedup`).
-        One journal op records the whole column.
-        """
-        index = engine.index
-        schema = engine.schema
-        new = tuple.__new__
-        dedup = RowDedup() if rows.row_nbytes >= DEDUP_MIN_BYTES else None
-        all_keys: list[Key] = []
-        all_digests: list[bytes] = []
-        all_runs: list[Run] = []
-        all_same: list[list[int]] = []
-        locs: list[SampleLocation] = []
-        for keys, data in rows.live_pages():
-            digests = self.digest.rows(data)
-            fresh, same = dedup.split(digests, data) if dedup else (None, [])
-            runs = pack_uniform(
-                data if fresh is None else data[fresh],
-                engine.codec.encode,
-                schema.block_bytes,
-                schema.chunk_bytes,
-                self._store_chunk,
-            )
-            packed = expand_runs(runs)
-            if fresh is None:
-                locs.extend(packed)
-            else:
-                page: list[Any] = [None] * len(keys)  # the repeats are filled in below
-                for pos, loc in zip(fresh.tolist(), packed, strict=True):
-                    page[pos] = loc
-                locs.extend(page)
-                for i, first in same:
-                    locs[i] = locs[first]
-            all_keys.extend(keys)
-            all_digests.extend(digests)
-            all_runs.extend(runs)
-            all_same.extend(same)
-        entries = [new(Entry, (d, loc, None)) for d, loc in zip(all_digests, locs, strict=True)]
-        index.update(zip(all_keys, entries, strict=True))
-        engine.changed.update(all_keys)
-        if all_keys:
-            self._emit_set(engine, all_keys, None, all_digests, None, all_runs, all_same)
-        rows.clear()
+        """Pack a column's buffered rows and journal them: one op for the whole column."""
+        packed = pack_rows(engine, rows, self.digest, self._store_chunk)
+        if packed.keys:
+            self._emit_set(engine, packed.keys, None, packed.digests, None, packed.runs,
+                           packed.same)  # fmt: skip
 
     def _emit_set(  # noqa: PLR0917
         self,
@@ -368,54 +321,6 @@ class StagingArea:
         if not self.store.exists(key):
             self.store.put(key, data)
 
-    def _pack(
-        self, items: list[_Buffered]
-    ) -> list[tuple[ColumnEngine, list[_Buffered], list[SampleLocation]]]:
-        """Pack pending samples into chunks and swap them for entries in their columns.
-
-        Returns, per column, its items and their locations, in write order.
-        """
-        groups: dict[str, list[_Buffered]] = {}
-        for item in items:
-            groups.setdefault(item[0].name, []).append(item)
-        out = []
-        for group in groups.values():
-            engine = group[0][0]
-            schema = engine.schema
-            arrays = [it[3].array for it in group]
-            size = arrays[0].nbytes
-            if all(a.nbytes == size for a in arrays):
-                stacked = np.stack([a.reshape(-1) for a in arrays])
-                locs = expand_runs(pack_uniform(stacked, engine.codec.encode,
-                                                schema.block_bytes, schema.chunk_bytes,
-                                                self._store_chunk))  # fmt: skip
-            else:
-                packer = ChunkPacker(engine.codec.encode, schema.block_bytes,
-                                     schema.chunk_bytes, self._store_chunk)  # fmt: skip
-                for n, a in enumerate(arrays):
-                    packer.add(n, a.reshape(-1))
-                packer.seal()
-                placed = dict(packer.take_sealed())
-                locs = [placed[n] for n in range(len(arrays))]
-            self._install(engine, group, locs)
-            out.append((engine, group, locs))
-        return out
-
-    @staticmethod
-    def _install(engine: ColumnEngine, group: list[_Buffered], locs: list[SampleLocation]) -> None:
-        """Replace the pending samples of ``group`` (all live) by entries at their locations."""
-        new = tuple.__new__
-        entries = [
-            new(Entry, (it[3].digest, loc, it[3].shape))
-            for it, loc in zip(group, locs, strict=True)
-        ]
-        index = engine.index
-        if not engine.nested:
-            index.update(zip([it[1] for it in group], entries, strict=True))
-        else:
-            for (_, key, subkey, _p), entry in zip(group, entries, strict=True):
-                index[key][subkey] = entry
-
     # --------------------------------------------------------------- commit
     def commit(self, message: str, user_name: str, user_email: str) -> str:
         """Write everything staged as a commit on the branch and return its id."""
@@ -429,10 +334,10 @@ class StagingArea:
                 "commit() inside a `with column:` block: leave the block first, so that "
                 "its writes are flushed"
             )
-        pending: list[_Buffered] = [
+        pending: list[Buffered] = [
             (e, k, sk, p) for e in self.columns.values() for k, sk, p in e.pending_items()
         ]
-        self._pack(pending)
+        pack_pending(pending, self._store_chunk)
         for engine in self.columns.values():
             engine.unpacked = False
         columns: dict[str, ColumnRecord] = {}
@@ -634,13 +539,3 @@ def _slot_digests(engine: ColumnEngine, value: Any) -> dict[Key | None, bytes]:
     if engine.nested:
         return {sk: _slot_digest(engine, s) for sk, s in value.items()}
     return {None: _slot_digest(engine, value)}
-
-
-def _is_live(item: _Buffered) -> bool:
-    """True if a buffered sample is still the value of its key (not overwritten, not deleted)."""
-    engine, key, subkey, pending = item
-    index = engine.index
-    if engine.nested:
-        subs = index.get(key)
-        return subs is not None and subs.get(subkey) is pending
-    return index.get(key) is pending
