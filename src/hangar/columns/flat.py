@@ -11,6 +11,7 @@ import numpy as np
 from hangar._gcpause import gc_paused
 from hangar.columns._common import ColumnBase, collect_items
 from hangar.columns._engine import Pending
+from hangar.columns._scan import scan_fixed, scannable
 from hangar.exceptions import SampleKeyError
 from hangar.format.manifest import Key, check_key
 
@@ -32,10 +33,18 @@ class FlatSampleReader(ColumnBase):
 
     def values(self, local: bool = False) -> Iterator[Any]:
         """Every sample; each chunk needed is read once, whole."""
+        if scannable(self._engine):
+            for _, samples in scan_fixed(self._engine):
+                yield from samples
+            return
         yield from self._engine.read_many(list(self._engine.index.values()))
 
     def items(self, local: bool = False) -> Iterator[tuple[Key, Any]]:
         """Every (key, sample) pair; each chunk needed is read once, whole."""
+        if scannable(self._engine):  # committed fixed-shape samples: column-wise
+            for keys, samples in scan_fixed(self._engine):
+                yield from zip(keys, samples, strict=True)
+            return
         index = self._engine.index
         with gc_paused():
             keys = list(index)

@@ -29,9 +29,11 @@ __all__ = [
     "SEGMENT_ROWS",
     "Entry",
     "Key",
+    "SegmentLocations",
     "SegmentRef",
     "decode_columns",
     "decode_digests",
+    "decode_locations",
     "decode_segment",
     "encode_segment",
     "key_order",
@@ -194,6 +196,62 @@ def decode_columns(
     entries = list(map(new, repeat(Entry), zip(digests, locs, shapes, strict=True)))
     return keys, subkeys, entries
 
+
+@dataclass(frozen=True, slots=True)
+class SegmentLocations:
+    """A segment's keys and sample locations as arrays, for scans (no object per row).
+
+    ``chunks[chunk_index[i]]`` is row ``i``'s chunk; ``block_checks`` is
+    indexed the same way by ``check_index``. ``fixed_shape`` is False if any
+    row records its own shape (a variable-shape column).
+    """
+
+    keys: list[Key]
+    chunks: list[str]
+    chunk_index: Any  # np.ndarray of int
+    block_offset: Any  # np.ndarray of int64, one per row, and so on
+    block_size: Any
+    block_checks: list[str]
+    check_index: Any
+    item_offset: Any
+    item_nbytes: Any
+    fixed_shape: bool
+
+
+def decode_locations(data: bytes, expected_digest: str | None = None) -> SegmentLocations:
+    """The keys and locations of a flat segment's rows, as arrays (see :class:`SegmentLocations`).
+
+    Raises CorruptionError like :func:`decode_segment`, and also for a segment
+    with subsample keys or rows without a location.
+    """
+    table = _read_table(data, expected_digest, _SCAN_COLUMNS)
+    n = table.num_rows
+    if table.column("subkey_int").null_count != n or table.column("subkey_str").null_count != n:
+        raise CorruptionError(f"manifest segment {expected_digest} has subsamples")
+    chunk = table.column("chunk").combine_chunks().dictionary_encode()
+    check = table.column("block_check").combine_chunks().dictionary_encode()
+    ints = [table.column(name) for name in ("block_offset", "block_size", "item_offset",
+                                            "item_nbytes")]  # fmt: skip
+    if chunk.null_count or check.null_count or any(c.null_count for c in ints):
+        raise CorruptionError(f"manifest segment {expected_digest} has rows without a location")
+    boff, bsize, ioff, inb = (c.to_numpy() for c in ints)
+    return SegmentLocations(
+        keys=_keys(table, "key_int", "key_str"),
+        chunks=chunk.dictionary.to_pylist(),
+        chunk_index=chunk.indices.to_numpy(),
+        block_offset=boff,
+        block_size=bsize,
+        block_checks=check.dictionary.to_pylist(),
+        check_index=check.indices.to_numpy(),
+        item_offset=ioff,
+        item_nbytes=inb,
+        fixed_shape=table.column("shape").null_count == n,
+    )
+
+
+# what a scan needs: every column but the digests (the largest)
+_SCAN_COLUMNS = ["key_int", "key_str", "subkey_int", "subkey_str", "chunk", "block_offset",
+                 "block_size", "block_check", "item_offset", "item_nbytes", "shape"]  # fmt: skip
 
 _LOCATION_COLUMNS = [
     "chunk", "block_offset", "block_size", "block_check", "item_offset", "item_nbytes"
