@@ -225,11 +225,23 @@ class ColumnEngine:
         return out.reshape(shape if shape is not None else self.schema.shape).copy()
 
     def _load_chunk(self, chunk: str, blocks: set[tuple[int, int, str]]) -> None:
+        for key, block in self.fetch_chunk(chunk, blocks):
+            self.cache.put(key, block)
+
+    def fetch_chunk(
+        self, chunk: str, blocks: set[tuple[int, int, str]]
+    ) -> list[tuple[tuple[str, int], np.ndarray[Any, Any]]]:
+        """Read a chunk once and decode ``blocks`` of it (offset, size, check), checked.
+
+        Touches no shared state, so scans run it in worker threads (where
+        numcodecs decodes without its global lock).
+        """
         try:
             data = self.store.get(chunk_key(chunk))
         except ObjectNotFoundError as exc:
             raise CorruptionError(f"column {self.name!r}: chunk {chunk} is missing") from exc
         view = memoryview(data)
+        out = []
         for offset, size, check in sorted(blocks):
             raw = view[offset : offset + size]
             if len(raw) != size or block_check(raw) != check:
@@ -237,7 +249,8 @@ class ColumnEngine:
                     f"column {self.name!r}: a block of chunk {chunk} does not match its "
                     "checksum; the data is not returned"
                 )
-            self.cache.put((chunk, offset), self.codec.decode(bytes(raw)))
+            out.append(((chunk, offset), self.codec.decode(bytes(raw))))
+        return out
 
     def _read_bytes(self, loc: SampleLocation) -> np.ndarray[Any, Any]:
         block = self._block(loc)

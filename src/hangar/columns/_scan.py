@@ -11,7 +11,7 @@ per key (each row its own sample: changing it changes nothing else).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["scan_fixed", "scannable"]
 
 _READERS = 8  # segments read at once
+_DECODERS = 2  # threads reading and decoding chunks
+_AHEAD = 4  # chunks read and decoded ahead of the gathering, at most
 _OFFSET_BITS = 40  # a block is named by chunk number << 40 | block offset
 
 
@@ -65,27 +67,48 @@ def scan_fixed(engine: ColumnEngine) -> Iterator[tuple[list[Key], Any]]:
     shape = tuple(schema.shape or ())
     per_row = int(np.prod(shape, dtype=np.int64)) * schema.np_dtype.itemsize
     plans = {i: _plan(seg, per_row) for i, seg in decoded.items()}
-    # every block the scan needs, by chunk: each chunk is read once, for all of them
+    # every block the scan needs, by chunk: each chunk is read once, for all of them,
+    # and decoded by worker threads a few chunks ahead of the gathering
     wanted: dict[str, set[tuple[int, int, str]]] = {}
     for plan in plans.values():
         for chunk, offset, size, check in plan.blocks:
             wanted.setdefault(chunk, set()).add((offset, size, check))
     cache = engine.cache
-    for i in range(len(segments)):
-        if i in loaded:
-            bucket = loaded[i]
-            yield list(bucket), list(engine.read_many(list(bucket.values())))
-            continue
-        seg, plan = decoded.pop(i), plans.pop(i)
-        out = np.empty((len(seg.keys), *shape), schema.np_dtype)
-        for b, (chunk, offset, size, check) in enumerate(plan.blocks):
-            need = wanted.pop(chunk, None)
-            if need:
-                engine._load_chunk(chunk, {x for x in need if cache.get((chunk, x[0])) is None})
-            block = engine._block(SampleLocation(chunk, offset, size, check, 0, 0))
-            sel = plan.order[plan.bounds[b] : plan.bounds[b + 1]]
-            out[sel] = block.reshape((-1, *shape))[plan.row_in_block[sel]]
-        yield seg.keys, out
+    ahead = iter(list(wanted))
+    coming: dict[str, Future[Any]] = {}
+    with ThreadPoolExecutor(_DECODERS) as pool:
+
+        def submit(chunk: str) -> None:
+            blocks = {x for x in wanted.pop(chunk) if cache.get((chunk, x[0])) is None}
+            coming[chunk] = pool.submit(engine.fetch_chunk, chunk, blocks)
+
+        def fill() -> None:
+            while len(coming) < _AHEAD:
+                chunk = next(ahead, None)
+                if chunk is None:
+                    return
+                if chunk in wanted:
+                    submit(chunk)
+
+        fill()
+        for i in range(len(segments)):
+            if i in loaded:
+                bucket = loaded[i]
+                yield list(bucket), list(engine.read_many(list(bucket.values())))
+                continue
+            seg, plan = decoded.pop(i), plans.pop(i)
+            out = np.empty((len(seg.keys), *shape), schema.np_dtype)
+            for b, (chunk, offset, size, check) in enumerate(plan.blocks):
+                if chunk in wanted:  # needed sooner than planned
+                    submit(chunk)
+                if chunk in coming:
+                    for key, block in coming.pop(chunk).result():
+                        cache.put(key, block)
+                    fill()
+                block = engine._block(SampleLocation(chunk, offset, size, check, 0, 0))
+                sel = plan.order[plan.bounds[b] : plan.bounds[b + 1]]
+                out[sel] = block.reshape((-1, *shape))[plan.row_in_block[sel]]
+            yield seg.keys, out
 
 
 class _Plan:
