@@ -107,3 +107,23 @@ def test_a_scan_reads_each_segment_once() -> None:
     store.reset()
     assert sum(1 for _ in col.items()) == 50_000  # already loaded: no segment read again
     assert store.keys_of("get", prefix="manifests/") == []
+
+
+def test_a_writer_reads_back_nothing_it_just_committed() -> None:
+    store = CountingStore(open_store(f"memory://cost-{uuid.uuid4().hex}"))
+    repo = Repository(store, exists=False)
+    repo.init("t", "t@example.com")
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("d", shape=(4,), dtype=np.int32)
+    with col:
+        for i in range(30_000):  # four segments
+            col[i] = np.full(4, i, np.int32)
+    co.commit("c")
+    store.reset()
+    assert col[29_999].tolist() == [29_999] * 4  # from the rows the commit wrote
+    col[3] = np.zeros(4, np.int32)
+    assert len(col) == 30_000
+    co.commit("again")
+    assert store.keys_of("get", prefix="manifests/") == []
+    co.close()
+    assert repo.checkout()["d", 3].tolist() == [0] * 4

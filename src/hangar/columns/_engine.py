@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hangar._gcpause import gc_paused
-from hangar.columns._index import SegmentIndex, bucket_from_rows
+from hangar.columns._index import SegmentIndex
 from hangar.columns._rows import RowBuffer
 from hangar.exceptions import CorruptionError, ObjectNotFoundError, ReadOnlyError
 from hangar.format.chunks import BlockCache, SampleLocation, block_check, digest_bytes
@@ -94,7 +94,7 @@ class ColumnEngine:
         self.nested = schema.column_layout == "nested"
         self.variable = schema.variable_shape
         self.index = SegmentIndex(
-            store, self.base_segments, self.nested, base.samples if base else 0, loaded
+            store, self.base_segments, self.nested, base.samples if base else 0, loaded=loaded
         )
         self.changed: set[Key] = set()
         self._written: dict[str, list[Row]] = {}  # segments the last build_record wrote
@@ -377,15 +377,20 @@ class ColumnEngine:
         return refs
 
     def committed(self, record: ColumnRecord) -> None:
-        """The commit landed: its segments are the new base (and stay loaded where they were)."""
+        """The commit landed: its segments are the new base.
+
+        Buckets stay loaded where they were; the segments just written become
+        buckets from their rows when first needed (never read back).
+        """
         loaded: dict[str, dict[Key, Any]] = {}
         old = self.index
         for i, bucket in old.loaded():
             if i < len(old.segments):
                 loaded[old.segments[i].digest] = bucket
-        for digest, rows in self._written.items():
-            loaded[digest] = bucket_from_rows(rows, self.nested)
-        self._written = {}
+        written, self._written = self._written, {}
         self.base_segments = record.segments
-        self.index = SegmentIndex(self.store, record.segments, self.nested, record.samples, loaded)
+        self.index = SegmentIndex(
+            self.store, record.segments, self.nested, record.samples,
+            loaded=loaded, written=written,
+        )  # fmt: skip
         self.changed.clear()

@@ -52,8 +52,12 @@ class SegmentIndex:
         segments: tuple[SegmentRef, ...],
         nested: bool,
         count: int,
+        *,
         loaded: dict[str, dict[Key, Any]] | None = None,
+        written: dict[str, list[Row]] | None = None,
     ) -> None:
+        """``loaded``: buckets already decoded, by segment digest; ``written``: the rows of
+        segments this process just wrote, turned into buckets when first needed."""
         self._store = store
         self._segments = segments
         self._nested = nested
@@ -69,6 +73,11 @@ class SegmentIndex:
             if loaded is not None and seg.digest in loaded:
                 self._buckets[i] = loaded[seg.digest]
                 self._base_len[i] = len(loaded[seg.digest])
+        self._rows = {
+            i: written[seg.digest]
+            for i, seg in enumerate(segments)
+            if written and seg.digest in written and self._buckets[i] is None
+        }
         #: the only bucket, when there is one: the fast path of small columns
         self.single: dict[Key, Any] | None = self._buckets[0] if nbuckets == 1 else None
 
@@ -102,7 +111,12 @@ class SegmentIndex:
         """Bucket ``i``, read from its segment if it is not loaded yet."""
         bucket = self._buckets[i]
         if bucket is None:
-            bucket = self._install(i, self._store.get(manifest_key(self._segments[i].digest)))
+            rows = self._rows.pop(i, None)
+            if rows is not None:  # written by this process: no read, no decoding
+                with gc_paused():
+                    bucket = self._put_bucket(i, bucket_from_rows(rows, self._nested))
+            else:
+                bucket = self._install(i, self._store.get(manifest_key(self._segments[i].digest)))
         return bucket
 
     def _install(self, i: int, data: bytes) -> dict[Key, Any]:
@@ -113,6 +127,9 @@ class SegmentIndex:
                 bucket = bucket_from_rows(zip(keys, subkeys, entries, strict=True), nested=True)
             else:
                 bucket = dict(zip(keys, entries, strict=True))
+        return self._put_bucket(i, bucket)
+
+    def _put_bucket(self, i: int, bucket: dict[Key, Any]) -> dict[Key, Any]:
         self._buckets[i] = bucket
         self._base_len[i] = len(bucket)
         if len(self._buckets) == 1:
@@ -125,6 +142,8 @@ class SegmentIndex:
         Scans need them all; on an object store each read is a round trip,
         so they overlap instead of following one another.
         """
+        for i in list(self._rows):
+            self.bucket(i)
         missing = [i for i, b in enumerate(self._buckets) if b is None]
         if len(missing) < 2:
             return
