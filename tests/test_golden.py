@@ -65,6 +65,11 @@ def test_golden_repository_reads_back_from_s3(version: int, seaweedfs: Any) -> N
                     _same(got[sk], v)
             else:
                 _same(got, value)
+        scanned = dict(col.items())  # a scan reads what key reads read
+        assert sorted(scanned, key=str) == sorted(content, key=str)
+        for key, value in content.items():
+            if not isinstance(value, dict):
+                _same(scanned[key], value)
     # the first commit is there too, unchanged
     first = repo.checkout(commit=log["order"][-1])
     assert 5 in first["images"]
