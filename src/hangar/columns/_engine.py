@@ -382,12 +382,15 @@ class ColumnEngine:
         Buckets stay loaded where they were; the segments just written become
         buckets from their rows when first needed (never read back).
         """
+        written, self._written = self._written, {}
         loaded: dict[str, dict[Key, Any]] = {}
         old = self.index
         for i, bucket in old.loaded():
-            if i < len(old.segments):
+            # a bucket this commit rewrote holds the staged changes: a new segment with
+            # its old digest (same content, e.g. the untouched part of a split) is built
+            # from the rows written, never from that bucket
+            if i < len(old.segments) and old.segments[i].digest not in written:
                 loaded[old.segments[i].digest] = bucket
-        written, self._written = self._written, {}
         self.base_segments = record.segments
         self.index = SegmentIndex(
             self.store, record.segments, self.nested, record.samples,
