@@ -55,7 +55,7 @@ def pack_rows(
     cleared.
     """
     schema = engine.schema
-    dedup = RowDedup() if rows.row_nbytes >= DEDUP_MIN_BYTES else None
+    dedup = RowDedup() if engine.schema.sample_nbytes >= DEDUP_MIN_BYTES else None
     keys: list[Key] = []
     digests: list[bytes] = []
     runs: list[Run] = []

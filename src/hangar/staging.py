@@ -187,10 +187,12 @@ class StagingArea:
     def _start_rows(engine: ColumnEngine) -> None:
         if engine.takes_rows:
             schema = engine.schema
-            shape = schema.shape or ()
-            nbytes = int(np.prod(shape, dtype=np.int64)) * schema.np_dtype.itemsize
-            _, per_chunk = uniform_layout(nbytes, schema.block_bytes, schema.chunk_bytes)
-            engine.rows = RowBuffer(engine.index.fast_target(), schema.np_dtype, shape, per_chunk)
+            _, per_chunk = uniform_layout(
+                schema.sample_nbytes, schema.block_bytes, schema.chunk_bytes
+            )
+            engine.rows = RowBuffer(
+                engine.index.fast_target(), schema.np_dtype, schema.shape or (), per_chunk
+            )
 
     def exit(self) -> None:
         self._buffer_depth -= 1

@@ -143,11 +143,8 @@ class ColumnEngine:
                         blocks.setdefault(loc[0], set()).add(loc[1:4])
         read = self.read
         ndarray = self.schema.column_type == "ndarray"
-        fixed = self.schema.shape
         # bytes of one sample when every sample has the declared shape, else 0
-        per_row = 0
-        if ndarray and not self.variable and fixed is not None:
-            per_row = int(np.prod(fixed, dtype=np.int64)) * self.schema.np_dtype.itemsize
+        per_row = self.schema.sample_nbytes if ndarray and not self.variable else 0
         for start in range(0, len(slots), _BATCH):
             part = slots[start : start + _BATCH]
             # the collector is paused while a batch is read, never while the caller runs

@@ -80,11 +80,6 @@ class RowBuffer:
         self._cap = len(self._data)
         return self._row
 
-    @property
-    def row_nbytes(self) -> int:
-        """Bytes of one sample."""
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-
     def row(self, i: int) -> np.ndarray[Any, Any]:
         """A copy of row ``i``."""
         page, row = divmod(i, self._page_rows)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hangar.exceptions import CorruptionError
 from hangar.format.chunks import SampleLocation
 from hangar.format.manifest import Key, SegmentLocations, decode_locations
 from hangar.format.names import manifest_key
@@ -40,8 +41,7 @@ def scannable(engine: ColumnEngine) -> bool:
         and schema.column_type == "ndarray"
         and schema.column_layout == "flat"
         and not schema.variable_shape
-        and schema.shape is not None
-        and int(np.prod(schema.shape, dtype=np.int64)) > 0
+        and schema.sample_nbytes > 0
     )
 
 
@@ -65,7 +65,7 @@ def scan_fixed(engine: ColumnEngine) -> Iterator[tuple[list[Key], Any]]:
                 decoded[i] = decode_locations(data, segments[i].digest)
     schema = engine.schema
     shape = tuple(schema.shape or ())
-    per_row = int(np.prod(shape, dtype=np.int64)) * schema.np_dtype.itemsize
+    per_row = schema.sample_nbytes
     plans = {i: _plan(seg, per_row) for i, seg in decoded.items()}
     # every block the scan needs, by chunk: each chunk is read once, for all of them,
     # and decoded by worker threads a few chunks ahead of the gathering
@@ -125,8 +125,6 @@ class _Plan:
 
 
 def _plan(seg: SegmentLocations, per_row: int) -> _Plan:
-    from hangar.exceptions import CorruptionError
-
     if not seg.fixed_shape or (len(seg.keys) and (
         (seg.item_nbytes != per_row).any() or (seg.item_offset % per_row).any()
     )):  # fmt: skip

@@ -142,6 +142,13 @@ class ColumnSchema:
         return self._np_dtype
 
     @property
+    def sample_nbytes(self) -> int:
+        """Bytes of one ndarray sample of the declared (maximum) shape; 0 for str and bytes."""
+        if self.shape is None:
+            return 0
+        return int(np.prod(self.shape, dtype=np.int64)) * self._np_dtype.itemsize
+
+    @property
     def digest(self) -> str:
         """A short digest of the schema (Hangar's "Schema Hash")."""
         from hangar.format.records import canonical_json
