@@ -14,6 +14,7 @@ from hangar.format.manifest import (
     SegmentRef,
     check_key,
     decode_digests,
+    decode_locations,
     decode_segment,
     encode_segment,
     key_order,
@@ -182,6 +183,14 @@ def test_manifest_segments_round_trip() -> None:
     # digests are raw bytes: distinct ones, trailing zero bytes kept
     varied = [(i, None, Entry(bytes([i]) * 7 + b"\0", loc, None)) for i in range(256)]
     assert list(decode_segment(encode_segment(varied))) == varied
+    # a flat segment's entries, one at a time from its columns (the lookups of cold reads)
+    shaped = [(i, None, Entry(b"e" * 8, loc, (i, 3) if i % 2 else None)) for i in range(5)]
+    for flat_rows in (varied, [(k, None, e) for k, _, e in rows[:3]], shaped):
+        located = decode_locations(encode_segment(flat_rows), entries=True)
+        assert located.keys == [k for k, _, _ in flat_rows]
+        assert [located.entry(i) for i in range(len(flat_rows))] == [e for _, _, e in flat_rows]
+    with pytest.raises(ValueError, match="without their entries"):
+        decode_locations(flat).entry(0)
     segs = list(split_rows(rows, target=3))
     assert [len(s) for s in segs] == [3, 2]
     ref = SegmentRef(digest_bytes(data), 5, 1, "s")

@@ -55,12 +55,17 @@ ops = st.lists(
 )
 
 
-def check(col: Any, model: dict[Any, int], nested: bool) -> None:
-    assert len(col) == len(model)
-    assert sorted(col.keys(), key=str) == sorted(model, key=str)
+def check(col: Any, model: dict[Any, int], nested: bool, lookups_only: bool = False) -> None:
+    """``col`` holds ``model``; key lookups come first, so they run on segments not loaded."""
     for k, v in model.items():
         got = col[k]["s"] if nested else col[k]
         assert np.array_equal(got, value(v)), (k, got, v)
+    for k in (31, "zz", "k1"):
+        assert (k in col) == (k in model)
+    assert len(col) == len(model)
+    if lookups_only:
+        return
+    assert sorted(col.keys(), key=str) == sorted(model, key=str)
     if not nested:
         assert {k: int(a[0]) for k, a in col.items()} == model
 
@@ -105,9 +110,11 @@ def test_many_segments_behave_like_a_dict(ops: list[tuple[Any, Any, Any]], neste
         elif kind == "commit":
             if co._staging.has_changes:
                 co.commit("step")
-        else:
+        else:  # the next step changes segments that only lookups have read
             co.close()
             co = repo.checkout(write=True)
+            check(co["c"], model, nested, lookups_only=True)
+            continue
         check(co["c"], model, nested)
     if co._staging.has_changes:
         co.commit("end")
@@ -145,6 +152,47 @@ def test_a_small_change_rewrites_one_segment_and_reads_one() -> None:
     r = repo.checkout()
     assert np.array_equal(r["c", 150], value(150))
     assert len(counting.keys_of("get", prefix="manifests/")) == 1
+    index = r["c"]._engine.index
+    assert list(index.loaded()) == []  # a lookup decodes no segment into a bucket
     assert len(r["c"]) == 199
     assert np.array_equal(r["c", 102], value(-102))
     assert 100 not in r["c"]
+
+
+def test_lookups_then_changes_and_scans_read_each_segment_once() -> None:
+    counting = CountingStore(open_store(f"memory://seg-{uuid.uuid4().hex}"))
+    repo = new_repo(counting)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("c", prototype=value(0))
+    with col:
+        for i in range(40):
+            col[i] = value(i)
+    co.commit("40 samples in 10 segments")
+    co.close()
+
+    co = repo.checkout(write=True)
+    col = co["c"]
+    counting.reset()
+    assert [int(col[i][0]) for i in (1, 5, 9)] == [1, 5, 9]  # segments 0, 1 and 2, viewed
+    assert col.get(41) is None
+    assert 41 not in col
+    assert 6 in col
+    assert [i for i, _ in col._engine.index.loaded()] == []  # looked up, not decoded
+    col[5] = value(-5)  # segment 1 becomes a bucket, from the bytes its view read
+    col[6] = value(-6)
+    assert [int(col[i][0]) for i in (4, 5, 6)] == [4, -5, -6]
+    assert len(col) == 40
+    assert sorted(col.keys()) == list(range(40))
+    want = {i: -i if i in (5, 6) else i for i in range(40)}
+    assert {i: int(a[0]) for i, a in col.items()} == want
+    gets = counting.keys_of("get", prefix="manifests/")
+    assert len(gets) == 10 == len(set(gets)), "a segment was read twice"
+    co.commit("2 changed")
+    co.close()
+
+    r = repo.checkout()["c"]
+    counting.reset()
+    assert [int(r[i][0]) for i in (0, 6, 39)] == [0, -6, 39]
+    assert {i: int(a[0]) for i, a in r.items()}[6] == -6  # a scan reuses what lookups read
+    gets = counting.keys_of("get", prefix="manifests/")
+    assert len(gets) == 10 == len(set(gets)), "a segment was read twice"

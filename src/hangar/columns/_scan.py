@@ -55,9 +55,9 @@ def scan_fixed(engine: ColumnEngine) -> Iterator[tuple[list[Key], Any]]:
     if not segments:
         return
     loaded = dict(engine.index.loaded())
-    todo = [i for i in range(len(segments)) if i not in loaded]
+    decoded: dict[int, SegmentLocations] = engine.index.viewed()
+    todo = [i for i in range(len(segments)) if i not in loaded and i not in decoded]
     store = engine.store
-    decoded: dict[int, SegmentLocations] = {}
     if todo:
         with ThreadPoolExecutor(min(_READERS, len(todo))) as pool:
             datas = pool.map(lambda i: store.get(manifest_key(segments[i].digest)), todo)
