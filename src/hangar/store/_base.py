@@ -67,6 +67,9 @@ class StoreCapabilities:
     lost_reply_recovery
         A conditional write whose reply was lost and was retried is recognised
         by a write id stored with the object, so it is reported as the success it was.
+    append
+        :meth:`Store.append` adds bytes to the end of an object in one cheap call
+        (a local file, memory). Object stores (S3, GCS) cannot append.
     """
 
     atomic_create: bool = True
@@ -74,6 +77,7 @@ class StoreCapabilities:
     single_request_range: bool = True
     shared_between_processes: bool = True
     lost_reply_recovery: bool = False
+    append: bool = False
 
 
 def _check_data(data: object) -> Buffer:
@@ -226,6 +230,31 @@ class Store(abc.ABC):
         """Remove the object at ``key``; a missing key is not an error."""
         self._delete(validate_key(key))
 
+    def append(self, key: str, data: Buffer) -> None:
+        """Add ``data`` to the end of the object at ``key``, creating it if there is none.
+
+        Only on stores whose ``capabilities.append`` is True. Unlike every
+        other write, a reader may see part of an append that is under way:
+        callers frame what they append so that a torn end can be told apart.
+        Appends are for objects one writer owns; their bytes are in the store
+        (not necessarily on disk, unless the store syncs) when the call returns.
+
+        Raises
+        ------
+        StoreCapabilityError
+            (a ``NotImplementedError``) on stores that cannot append (S3, GCS).
+        """
+        key = validate_key(key)
+        data = _check_data(data)
+        if not self.capabilities.append:
+            from hangar.exceptions import StoreCapabilityError
+
+            raise StoreCapabilityError(
+                f"store {self.url} cannot append to an object (S3 and GCS objects are "
+                "written whole)"
+            )
+        self._append(key, data)
+
     # ------------------------------------------------------------ protocol
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -267,3 +296,6 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def _delete(self, key: str) -> None: ...
+
+    def _append(self, key: str, data: Buffer) -> None:
+        raise NotImplementedError  # only stores with capabilities.append override it

@@ -32,6 +32,7 @@ __all__ = ["LocalStore"]
 
 
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 
 
 def _token(st: os.stat_result, data: Buffer) -> Version:
@@ -51,7 +52,7 @@ class LocalStore(Store):
         always synced to disk before they become visible).
     """
 
-    capabilities = StoreCapabilities(lost_reply_recovery=False)
+    capabilities = StoreCapabilities(lost_reply_recovery=False, append=True)
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.root = os.path.abspath(os.fspath(root))
@@ -195,6 +196,22 @@ class LocalStore(Store):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    def _append(self, key: str, data: Buffer) -> None:
+        path = self._path(key)
+        try:
+            fd = os.open(path, _APPEND_FLAGS, 0o644)
+        except FileNotFoundError:  # first object in its folder
+            self._ensure_parent(path)
+            fd = os.open(path, _APPEND_FLAGS, 0o644)
+        try:
+            view = memoryview(data)
+            while view:  # O_APPEND: each write lands at the end, whatever others do
+                view = view[os.write(fd, view) :]
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _delete(self, key: str) -> None:
         path = self._path(key)

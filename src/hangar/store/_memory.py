@@ -38,7 +38,7 @@ class MemoryStore(Store):
         The root inside the memory file system, e.g. ``"repo"`` for ``memory://repo``.
     """
 
-    capabilities = StoreCapabilities(shared_between_processes=False)
+    capabilities = StoreCapabilities(shared_between_processes=False, append=True)
 
     def __init__(self, path: str) -> None:
         self._fs = MemoryFileSystem()
@@ -114,6 +114,11 @@ class MemoryStore(Store):
             if current != version:
                 raise VersionConflictError(key, version, f"it is at version {current}")
             return self._version_of(path, self._store(key, data))
+
+    def _append(self, key: str, data: Buffer) -> None:
+        with _LOCK:
+            f = self._fs.store.get(self._path(key))
+            self._store(key, bytes(f.getbuffer()) + bytes(data) if f is not None else data)
 
     def _delete(self, key: str) -> None:
         with _LOCK:

@@ -82,6 +82,12 @@ class CountingStore(Store):
         self.bytes_written += len(data)
         return self.inner.replace_if_version(key, data, version)
 
+    def _append(self, key: str, data: Buffer) -> None:
+        self.calls["append"] += 1
+        self.log.append(("append", key))
+        self.bytes_written += len(data)
+        self.inner.append(key, data)
+
     def _delete(self, key: str) -> None:
         self.calls["delete"] += 1
         self.log.append(("delete", key))

@@ -29,6 +29,7 @@ from hangar.exceptions import (
     AlreadyExistsError,
     InvalidKeyError,
     ObjectNotFoundError,
+    StoreCapabilityError,
     VersionConflictError,
 )
 from hangar.store import Store, Version
@@ -260,6 +261,35 @@ class StoreTests:
         assert not store.exists("dir")
         assert not store.exists("dir/ob")
         assert not store.exists("other")
+
+    # ----------------------------------------------------------------- append
+    def test_append_adds_to_the_end_or_says_it_cannot(self, store: Store) -> None:
+        if not store.capabilities.append:
+            with pytest.raises(StoreCapabilityError, match="cannot append"):
+                store.append("log/a", b"x")
+            assert not self.raw_exists(store, "log/a")
+            return
+        store.append("log/a", b"one")  # creates the object (and its folder)
+        store.append("log/a", bytearray(b"-two"))
+        store.append("log/a", memoryview(b"-three"))
+        store.append("log/a", b"")
+        assert store.get("log/a") == b"one-two-three"
+        assert self.raw_get(store, "log/a") == b"one-two-three"
+        assert store.get_range("log/a", 3, 7) == b"-two"
+        _, before = store.get_versioned("log/a")
+        store.append("log/a", b"!")
+        _, after = store.get_versioned("log/a")
+        assert before != after  # an append is a new version: a stale swap conflicts
+        with pytest.raises(VersionConflictError):
+            store.replace_if_version("log/a", b"", before)
+        self.raw_put(store, "log/b", b"raw")
+        store.append("log/b", b"+1")
+        assert store.get("log/b") == b"raw+1"
+        assert list(store.list("log")) == ["log/a", "log/b"]
+        with pytest.raises(TypeError):
+            store.append("log/a", "text")  # type: ignore[arg-type]
+        with pytest.raises(InvalidKeyError):
+            store.append("../escape", b"x")
 
     # --------------------------------------------------------------- listing
     def test_list(self, store: Store) -> None:
