@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pytest
 
@@ -24,6 +26,16 @@ from hangar.format.names import branch_ref, chunk_key, commit_key, validate_name
 from hangar.format.records import BranchRef, LeaseRecord, RepositoryInfo
 from hangar.format.sample_digest import sample_digest_scheme
 from hangar.format.schema import ColumnSchema, SampleError
+from hangar.format.staging import (
+    JournalEntry,
+    append_entry,
+    entry_epoch,
+    entry_seq,
+    journal_prefix,
+    log_name,
+    pinned,
+    read_entries,
+)
 from hangar.store import open_store
 
 
@@ -196,6 +208,39 @@ def test_manifest_segments_round_trip() -> None:
     ref = SegmentRef(digest_bytes(data), 5, 1, "s")
     assert SegmentRef.from_dict(ref.to_dict()) == ref
     assert SegmentRef.from_dict(SegmentRef("d" * 40, 1, "1", 1).to_dict()).first == "1"
+
+
+def test_journal_logs_frame_entries_and_stop_at_a_torn_end() -> None:
+    store = open_store(f"memory://fmt-{uuid.uuid4().hex}")
+    name = log_name(3, 7)
+    assert (entry_epoch(name), entry_seq(name)) == (3, 7)
+    assert entry_seq(pinned(name, 99)) == 7
+    for i in range(3):
+        entry = JournalEntry([["op", i]])
+        entry.add_inline(bytes([i]) * (i + 1))
+        append_entry(store, "master", name, entry)
+    got, pin = read_entries(store, "master", name)
+    assert [(e.ops, bytes(e.blob)) for e in got] == [([["op", i]], bytes([i]) * (i + 1))
+                                                      for i in range(3)]  # fmt: skip
+    key = f"{journal_prefix('master')}/{name}"
+    whole = store.get(key)
+    assert pin == pinned(name, len(whole))
+    for tail in (whole[:5], whole[:30], bytes(40), b"HJL1" + bytes(12)):  # torn ends
+        store.put(key, whole + tail)
+        assert read_entries(store, "master", name)[1] == pin
+        assert len(read_entries(store, "master", name)[0]) == 3
+    flipped = bytearray(whole)
+    flipped[-1] ^= 1  # the last frame fails its CRC: a torn end too
+    store.put(key, bytes(flipped))
+    assert len(read_entries(store, "master", name)[0]) == 2
+    with pytest.raises(CorruptionError, match="damaged"):  # but not inside a pinned length
+        read_entries(store, "master", pin)
+    store.put(key, whole[:-1])
+    with pytest.raises(CorruptionError, match="shorter"):
+        read_entries(store, "master", pin)
+    for bad in ("a/b-1", "nodash", f"{name}@x", "1-2@5"):
+        with pytest.raises(InvalidKeyError):
+            read_entries(store, "master", bad)
 
 
 def test_commit_records_are_verified() -> None:

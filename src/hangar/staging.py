@@ -44,11 +44,13 @@ from hangar.format.schema import ColumnSchema
 from hangar.format.staging import (
     JournalEntry,
     StagingState,
+    append_entry,
     delete_entries,
     entry_epoch,
     entry_seq,
     list_entries,
-    read_entry,
+    log_name,
+    read_entries,
     read_state,
     write_entry,
     write_state,
@@ -88,6 +90,7 @@ class StagingArea:
         self.schemas_changed: bool
         self._set_base(base, base_commit)
         self._seq = 0
+        self._log: str | None = None  # the log this writer appends entries to (see _write)
         self._buffer_depth = 0
         self._buffer: JournalEntry | None = None
         self._buffered: list[Buffered] = []
@@ -124,7 +127,10 @@ class StagingArea:
             elif live and state.base_commit != self.base_commit:
                 base = read_commit(self.store, state.base_commit) if state.base_commit else None
                 self._set_base(base, state.base_commit)
-        new_state = StagingState(self.lease.epoch, self.base_commit, tuple(live), 0)
+        # read before the state names them: an adopted log is pinned at the length read
+        adopted = [read_entries(self.store, self.branch, name) for name in live]
+        pins = tuple(pin for _, pin in adopted)
+        new_state = StagingState(self.lease.epoch, self.base_commit, pins, 0)
         try:
             self._state_version = write_state(self.store, self.branch, new_state, version)
         except VersionConflictError as exc:
@@ -135,8 +141,10 @@ class StagingArea:
         self._state = new_state
         own = [n for n in names if entry_epoch(n) == self.lease.epoch]
         self._seq = max((entry_seq(n) for n in own), default=-1) + 1
-        for name in live:
-            self._replay(read_entry(self.store, self.branch, name))
+        self._log = None
+        for entries, _ in adopted:
+            for entry in entries:
+                self._replay(entry)
 
     def _landed(self, committing: str | None) -> bool:
         """Whether commit ``committing`` is in the branch's history (its ref swap happened)."""
@@ -155,7 +163,15 @@ class StagingArea:
         return ColumnEngine(name, schema, self.store, None, self.cache, digest=self.digest)
 
     def _write(self, entry: JournalEntry) -> None:
+        """Journal one entry: appended to this writer's log where the store can append
+        (one write, no new file), else one object of its own."""
         self.lease.verify()
+        if self.store.capabilities.append:
+            if self._log is None:
+                self._log = log_name(self.lease.epoch, self._seq)
+                self._seq += 1
+            append_entry(self.store, self.branch, self._log, entry)
+            return
         write_entry(self.store, self.branch, self.lease.epoch, self._seq, entry)
         self._seq += 1
 
@@ -456,6 +472,7 @@ class StagingArea:
     def _reset_journal(self, base_commit: str | None) -> None:
         old = list_entries(self.store, self.branch)
         self._write_state(StagingState(self.lease.epoch, base_commit, (), self._seq))
+        self._log = None  # the next entry starts a new log, live from its first byte
         delete_entries(self.store, self.branch, old)
 
     def _write_state(self, state: StagingState) -> None:

@@ -8,6 +8,13 @@ Under ``staging/heads/<branch>/``:
   operations, then the raw bytes of samples carried inline (writes outside a
   ``with`` block); samples flushed from a ``with`` block are already packed
   into chunks and referenced by location.
+- ``journal/<epoch>-<seq>.log``: on stores that can append (local disk,
+  memory), the entries of a writer from one point on, appended one after the
+  other, each framed (magic, length, CRC-32): a write then costs one append
+  instead of one new file. A torn last frame (a writer killed in the middle
+  of an append) is no entry. A writer that adopts another's log records in
+  the state how many bytes it adopted (``<name>@<length>``), so what the old
+  writer appends later is fenced out like its later entries are.
 - ``state.json``: which entries are live. A writer that takes the lease reads
   the state, adopts the live entries of earlier writers, and writes a new
   state naming its epoch (compare-and-swap). Entries an older writer wrote
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import json
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +42,9 @@ from hangar.store import Store, Version
 __all__ = ["JournalEntry", "StagingState", "read_state", "write_state"]
 
 _HEADER = struct.Struct("<Q")
+_FRAME = struct.Struct("<4sQI")  # magic, payload length, CRC-32 of the payload
+_FRAME_MAGIC = b"HJL1"
+LOG_SUFFIX = ".log"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +91,30 @@ def entry_name(epoch: int, seq: int) -> str:
     return f"{epoch:012d}-{seq:012d}"
 
 
+def log_name(epoch: int, seq: int) -> str:
+    return entry_name(epoch, seq) + LOG_SUFFIX
+
+
+def pinned(name: str, length: int) -> str:
+    """How the state names the first ``length`` bytes of log ``name`` (what was adopted)."""
+    return f"{name}@{length}"
+
+
+def _parts(name: str) -> tuple[str, int | None]:
+    """An entry name as (object name, adopted length of a log or None)."""
+    base, at, length = name.partition("@")
+    if "/" in base or "-" not in base or (at and not (base.endswith(LOG_SUFFIX)
+                                                        and length.isdigit())):  # fmt: skip
+        raise InvalidKeyError(f"invalid journal entry name {name!r}")
+    return base, int(length) if at else None
+
+
 def entry_epoch(name: str) -> int:
-    return int(name.split("-", 1)[0])
+    return int(_parts(name)[0].split("-", 1)[0])
 
 
 def entry_seq(name: str) -> int:
-    return int(name.split("-", 1)[1])
+    return int(_parts(name)[0].split("-", 1)[1].removesuffix(LOG_SUFFIX))
 
 
 def state_key(branch: str) -> str:
@@ -151,10 +180,46 @@ def write_entry(store: Store, branch: str, epoch: int, seq: int, entry: JournalE
     return name
 
 
-def read_entry(store: Store, branch: str, name: str) -> JournalEntry:
-    if "/" in name or "-" not in name:
-        raise InvalidKeyError(f"invalid journal entry name {name!r}")
-    return JournalEntry.from_bytes(store.get(f"{journal_prefix(branch)}/{name}"), name)
+def append_entry(store: Store, branch: str, name: str, entry: JournalEntry) -> None:
+    """Append ``entry`` to log ``name`` as one frame (one ``Store.append``)."""
+    payload = entry.to_bytes()
+    frame = _FRAME.pack(_FRAME_MAGIC, len(payload), zlib.crc32(payload)) + payload
+    store.append(f"{journal_prefix(branch)}/{name}", frame)
+
+
+def read_entries(store: Store, branch: str, name: str) -> tuple[list[JournalEntry], str]:
+    """The entries of journal entry or log ``name``, and the name that pins what was read.
+
+    A log named without a length is read up to its last whole frame (a torn
+    frame at its end is no entry), and the returned name pins that length; a
+    pinned log is read up to its pinned length, which must be whole frames.
+    """
+    base, pin = _parts(name)
+    data = store.get(f"{journal_prefix(branch)}/{base}")
+    if not base.endswith(LOG_SUFFIX):
+        return [JournalEntry.from_bytes(data, name)], name
+    entries, end = _frames(data, base, pin)
+    return entries, pinned(base, end)
+
+
+def _frames(data: bytes, name: str, pin: int | None) -> tuple[list[JournalEntry], int]:
+    """The entries framed in a log's bytes, up to ``pin`` (or the last whole frame)."""
+    if pin is not None and len(data) < pin:
+        raise CorruptionError(f"staging journal log {name} is shorter than what was adopted")
+    limit = len(data) if pin is None else pin
+    view = memoryview(data)
+    entries = []
+    pos = 0
+    while pos + _FRAME.size <= limit:
+        magic, size, crc = _FRAME.unpack_from(data, pos)
+        start, end = pos + _FRAME.size, pos + _FRAME.size + size
+        if magic != _FRAME_MAGIC or size == 0 or end > limit or zlib.crc32(view[start:end]) != crc:
+            break  # a torn end: the writer died during this append
+        entries.append(JournalEntry.from_bytes(data[start:end], name))
+        pos = end
+    if pin is not None and pos != pin:
+        raise CorruptionError(f"staging journal log {name} is damaged before byte {pin}")
+    return entries, pos
 
 
 def delete_entries(store: Store, branch: str, names: list[str]) -> None:
