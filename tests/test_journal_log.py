@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hangar.exceptions import CorruptionError, LockHeldError
+from hangar.exceptions import CorruptionError
 from hangar.format.staging import journal_prefix, read_state
 from hangar.store import open_store
 from hangar.testing.counting import CountingStore
-from test_repository_processes import make_repo, run_py
+from test_repository_processes import make_repo, run_py, writer_after_expiry
 
 
 def journal(store: Any) -> list[str]:
@@ -116,14 +115,7 @@ def test_every_write_that_returned_survives_kill_9(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGKILL)  # somewhere in the middle of a write
     out, _ = proc.communicate(timeout=30)
     returned = max([returned, *(int(x) for x in out.split())])
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            co = repo.checkout(write=True)
-            break
-        except LockHeldError:
-            assert time.monotonic() < deadline, "the dead writer's lease never expired"
-            time.sleep(0.5)
+    co = writer_after_expiry(repo)
     col = co["x"]
     assert len(col) in (returned + 1, returned + 2)  # the write under way may have landed
     for i in range(returned + 1):

@@ -38,6 +38,17 @@ def make_repo(path: Any, **kw: Any) -> Repository:
     return repo
 
 
+def writer_after_expiry(repo: Repository, within: float = 15) -> Any:
+    """The writer checkout of master, once a dead writer's lease has expired."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return repo.checkout(write=True)
+        except LockHeldError:
+            assert time.monotonic() < deadline, "the dead writer's lease never expired"
+            time.sleep(0.5)
+
+
 def test_reopen_from_a_fresh_process(tmp_path: Path) -> None:
     repo = make_repo(str(tmp_path))
     co = repo.checkout(write=True)
@@ -76,14 +87,7 @@ def test_lease_is_held_across_processes_and_heals_after_kill(tmp_path: Path) -> 
         repo.checkout(write=True)
     proc.send_signal(signal.SIGKILL)  # no close, no atexit
     proc.communicate(timeout=30)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            co = repo.checkout(write=True)
-            break
-        except LockHeldError:
-            assert time.monotonic() < deadline, "the dead writer's lease never expired"
-            time.sleep(0.5)
+    co = writer_after_expiry(repo)
     # the write staged outside a with-block before the crash is there
     assert co["s", "staged-before-crash"] == "survives"
     co.commit("after the crash")
