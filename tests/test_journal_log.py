@@ -122,3 +122,18 @@ def test_every_write_that_returned_survives_kill_9(tmp_path: Path) -> None:
         assert col[i].tolist() == [i] * 64, i
     co.commit("after kill -9")
     co.close()
+
+
+def test_a_reset_drops_the_log_and_later_writes_start_a_new_one() -> None:
+    repo = make_repo(f"memory://log-{uuid.uuid4().hex}")
+    co = repo.checkout(write=True)
+    col = co.add_str_column("s")
+    co.commit("column")
+    col["dropped"] = "x"
+    co.reset_staging_area()
+    assert journal(repo._store) == []
+    co["s", "kept"] = "y"
+    co.close()
+    co = repo.checkout(write=True)
+    assert dict(co["s"].items()) == {"kept": "y"}
+    co.close()
