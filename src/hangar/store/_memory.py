@@ -69,16 +69,20 @@ class MemoryStore(Store):
         return f
 
     # --------------------------------------------------------------- reads
+    # reads copy with getvalue(), or under the lock: an append grows a file in place, which
+    # a buffer exported at the same moment would forbid
     def _get(self, key: str) -> bytes:
-        return bytes(self._file(key).getbuffer())
+        data: bytes = self._file(key).getvalue()
+        return data
 
     def _get_range(self, key: str, start: int, end: int) -> bytes:
-        return bytes(self._file(key).getbuffer()[start:end])
+        with _LOCK, self._file(key).getbuffer() as view:
+            return bytes(view[start:end])
 
     def _get_versioned(self, key: str) -> tuple[bytes, Version]:
         with _LOCK:
             f = self._file(key)
-            return bytes(f.getbuffer()), self._version_of(self._path(key), f)
+            return f.getvalue(), self._version_of(self._path(key), f)
 
     def _exists(self, key: str) -> bool:
         return self._path(key) in self._fs.store
@@ -91,7 +95,8 @@ class MemoryStore(Store):
                 yield path[len(base) :]
 
     def _disk_usage(self, prefix: str) -> int:
-        return sum(self._file(k).getbuffer().nbytes for k in self._list(prefix))
+        with _LOCK:
+            return sum(self._file(k).getbuffer().nbytes for k in self._list(prefix))
 
     # -------------------------------------------------------------- writes
     def _put(self, key: str, data: Buffer) -> None:
@@ -117,8 +122,14 @@ class MemoryStore(Store):
 
     def _append(self, key: str, data: Buffer) -> None:
         with _LOCK:
-            f = self._fs.store.get(self._path(key))
-            self._store(key, bytes(f.getbuffer()) + bytes(data) if f is not None else data)
+            path = self._path(key)
+            f = self._fs.store.get(path)
+            if f is None:
+                self._store(key, data)
+                return
+            f.seek(0, 2)
+            f.write(data)  # in place: amortised constant time, as a file's append
+            _VERSIONS.pop(path, None)  # the object changed: a new version when asked
 
     def _delete(self, key: str) -> None:
         with _LOCK:
