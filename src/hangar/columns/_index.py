@@ -3,8 +3,10 @@
 The key space of a column is cut by its manifest segments: segment ``i`` of a
 commit covers the keys from its first key up to (not including) the first key
 of segment ``i + 1``; keys before the first segment belong to segment 0 and
-keys after the last one to the last. Each such *bucket* is a ``dict`` that is
-read from its segment the first time a key in it is looked up or written, so
+keys after the last one to the last. Each such *bucket* is a ``dict`` read
+from its segment the first time a key in it is written or its keys are
+iterated; a key looked up before that is found through a :class:`SegmentView`
+of the segment (its columns, no entry per row), read at the first lookup. So
 opening a checkout reads no manifest, a read touches one segment, and a commit
 rewrites only the buckets whose keys changed (DESIGN.md, invariant 5).
 """

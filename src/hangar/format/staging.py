@@ -103,8 +103,10 @@ def pinned(name: str, length: int) -> str:
 def _parts(name: str) -> tuple[str, int | None]:
     """An entry name as (object name, adopted length of a log or None)."""
     base, at, length = name.partition("@")
-    if "/" in base or "-" not in base or (at and not (base.endswith(LOG_SUFFIX)
-                                                        and length.isdigit())):  # fmt: skip
+    valid = "/" not in base and "-" in base
+    if at:  # only a log is pinned, at a decimal length
+        valid = valid and base.endswith(LOG_SUFFIX) and length.isascii() and length.isdigit()
+    if not valid:
         raise InvalidKeyError(f"invalid journal entry name {name!r}")
     return base, int(length) if at else None
 
