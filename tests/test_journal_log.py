@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hangar.exceptions import CorruptionError
 from hangar.format.staging import journal_prefix, read_state
@@ -140,3 +142,60 @@ def test_a_reset_drops_the_log_and_later_writes_start_a_new_one() -> None:
     co = repo.checkout(write=True)
     assert dict(co["s"].items()) == {"kept": "y"}
     co.close()
+
+
+writer_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.sampled_from("abcd"), st.integers(0, 9)),
+        st.tuples(st.just("stale"), st.sampled_from("abcd"), st.integers(0, 9)),
+        st.tuples(
+            st.sampled_from(["takeover", "crash", "reopen", "commit"]), st.just(""), st.just(0)
+        ),  # fmt: skip
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=writer_ops)
+def test_writers_taking_over_logs_keep_exactly_what_was_acknowledged(
+    ops: list[tuple[str, str, int]],
+) -> None:
+    """Writers take the branch over (force release, or a crash that tore an append), stale
+    writers keep writing in their window, commits come and go: the next writer stages
+    exactly the writes that returned to a writer holding the lease."""
+    repo = make_repo(f"memory://log-{uuid.uuid4().hex}")
+    co = repo.checkout(write=True)
+    co.add_str_column("s")
+    co.commit("column")
+    committed: dict[str, str] = {}
+    staged: dict[str, str] = {}
+    stale: list[Any] = []
+    for kind, key, value in ops:
+        if kind == "write":
+            co["s", key] = str(value)
+            staged[key] = str(value)
+        elif kind == "stale" and stale:
+            stale[-1]["s", key] = "stale"  # in its window: the lease check passes
+        elif kind in ("takeover", "crash"):
+            if kind == "crash" and co._staging._log is not None:
+                log = f"{journal_prefix('master')}/{co._staging._log}"
+                # it died in the middle of an append: a whole frame header, part of its entry
+                repo._store.append(log, b"HJL1" + (64).to_bytes(8, "little") + bytes(4) + b"{")
+            assert repo.force_release_writer_lock() is True
+            old = co
+            co = repo.checkout(write=True)
+            if kind == "takeover":
+                old._staging.lease.verify = lambda: None
+                stale.append(old)
+        elif kind == "reopen":
+            co.close()
+            co = repo.checkout(write=True)
+        elif kind == "commit" and staged != committed:
+            co.commit("step")
+            committed = dict(staged)
+        assert dict(co["s"].items()) == staged
+    co.close()
+    with repo.checkout(write=True) as after:
+        assert dict(after["s"].items()) == staged
+    assert dict(repo.checkout()["s"].items()) == committed
