@@ -150,7 +150,7 @@ writer_ops = st.lists(
         st.tuples(st.just("stale"), st.sampled_from("abcd"), st.integers(0, 9)),
         st.tuples(
             st.sampled_from(["takeover", "crash", "reopen", "commit"]), st.just(""), st.just(0)
-        ),  # fmt: skip
+        ),
     ),
     max_size=20,
 )
