@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hangar import Repository
 from hangar.exceptions import CorruptionError
 from hangar.format.staging import journal_prefix, read_state
 from hangar.store import open_store
@@ -164,7 +166,17 @@ def test_writers_taking_over_logs_keep_exactly_what_was_acknowledged(
     """Writers take the branch over (force release, or a crash that tore an append), stale
     writers keep writing in their window, commits come and go: the next writer stages
     exactly the writes that returned to a writer holding the lease."""
-    repo = make_repo(f"memory://log-{uuid.uuid4().hex}")
+    run_writers(make_repo(f"memory://log-{uuid.uuid4().hex}"), ops)
+
+
+@settings(max_examples=15, deadline=None)
+@given(ops=writer_ops)
+def test_writers_taking_over_logs_on_local_disk(ops: list[tuple[str, str, int]]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        run_writers(make_repo(folder), ops)
+
+
+def run_writers(repo: Repository, ops: list[tuple[str, str, int]]) -> None:
     co = repo.checkout(write=True)
     co.add_str_column("s")
     co.commit("column")
