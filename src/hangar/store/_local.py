@@ -64,19 +64,27 @@ class LocalStore(Store):
     def _path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/"))
 
+    def _open(self, path: str, flags: int) -> int:
+        """A descriptor of ``path`` opened with ``flags``, its folder made if missing."""
+        try:
+            return os.open(path, flags, 0o644)
+        except FileNotFoundError:  # first object in its folder
+            self._ensure_parent(path)
+            return os.open(path, flags, 0o644)
+
+    @staticmethod
+    def _write_all(fd: int, data: Buffer, sync: bool) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
+
     def _write_temp(self, data: Buffer, sync: bool) -> str:
         tmp = os.path.join(self._tmpdir, uuid.uuid4().hex)
+        fd = self._open(tmp, _TEMP_FLAGS)
         try:
-            fd = os.open(tmp, _TEMP_FLAGS, 0o644)
-        except FileNotFoundError:
-            os.makedirs(self._tmpdir, exist_ok=True)
-            fd = os.open(tmp, _TEMP_FLAGS, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if sync:
-                os.fsync(fd)
+            self._write_all(fd, data, sync)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(FileNotFoundError):
@@ -198,18 +206,9 @@ class LocalStore(Store):
                 os.unlink(tmp)
 
     def _append(self, key: str, data: Buffer) -> None:
-        path = self._path(key)
+        fd = self._open(self._path(key), _APPEND_FLAGS)  # O_APPEND: every write at the end
         try:
-            fd = os.open(path, _APPEND_FLAGS, 0o644)
-        except FileNotFoundError:  # first object in its folder
-            self._ensure_parent(path)
-            fd = os.open(path, _APPEND_FLAGS, 0o644)
-        try:
-            view = memoryview(data)
-            while view:  # O_APPEND: each write lands at the end, whatever others do
-                view = view[os.write(fd, view) :]
-            if self._fsync:
-                os.fsync(fd)
+            self._write_all(fd, data, self._fsync)
         finally:
             os.close(fd)
 
