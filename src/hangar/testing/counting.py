@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,8 @@ class CountingStore(Store):
 
     ``calls`` counts by operation name (``"get_range"``, ``"put"``...);
     ``bytes_read`` and ``bytes_written`` add up payloads; ``log`` lists every
-    ``(operation, key)`` in order (the prefix for ``list``).
+    ``(operation, key)`` in order (the prefix for ``list``). Safe to share
+    between threads (scans read from several): every count is taken under a lock.
     """
 
     def __init__(self, inner: Store) -> None:
@@ -27,6 +29,14 @@ class CountingStore(Store):
         self.bytes_read = 0
         self.bytes_written = 0
         self.log: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def _count(self, op: str, key: str, read: int = 0, written: int = 0) -> None:
+        with self._lock:
+            self.calls[op] += 1
+            self.log.append((op, key))
+            self.bytes_read += read
+            self.bytes_written += written
 
     def keys_of(self, *ops: str, prefix: str = "") -> list[str]:
         """Keys that ``ops`` touched (all operations if none are named), under ``prefix``."""
@@ -34,14 +44,13 @@ class CountingStore(Store):
 
     def reset(self) -> None:
         """Zero the counters."""
-        self.calls.clear()
-        self.log.clear()
-        self.bytes_read = self.bytes_written = 0
+        with self._lock:
+            self.calls.clear()
+            self.log.clear()
+            self.bytes_read = self.bytes_written = 0
 
     def _read(self, op: str, key: str, data: bytes) -> bytes:
-        self.calls[op] += 1
-        self.log.append((op, key))
-        self.bytes_read += len(data)
+        self._count(op, key, read=len(data))
         return data
 
     def _get(self, key: str) -> bytes:
@@ -55,42 +64,31 @@ class CountingStore(Store):
         return self._read("get_versioned", key, data), version
 
     def _exists(self, key: str) -> bool:
-        self.calls["exists"] += 1
-        self.log.append(("exists", key))
+        self._count("exists", key)
         return self.inner.exists(key)
 
     def _list(self, prefix: str) -> Iterator[str]:
-        self.calls["list"] += 1
-        self.log.append(("list", prefix))
+        self._count("list", prefix)
         return self.inner.list(prefix)
 
     def _put(self, key: str, data: Buffer) -> None:
-        self.calls["put"] += 1
-        self.log.append(("put", key))
-        self.bytes_written += len(data)
+        self._count("put", key, written=len(data))
         self.inner.put(key, data)
 
     def _put_if_absent(self, key: str, data: Buffer) -> Version:
-        self.calls["put_if_absent"] += 1
-        self.log.append(("put_if_absent", key))
-        self.bytes_written += len(data)
+        self._count("put_if_absent", key, written=len(data))
         return self.inner.put_if_absent(key, data)
 
     def _replace_if_version(self, key: str, data: Buffer, version: Version) -> Version:
-        self.calls["replace_if_version"] += 1
-        self.log.append(("replace_if_version", key))
-        self.bytes_written += len(data)
+        self._count("replace_if_version", key, written=len(data))
         return self.inner.replace_if_version(key, data, version)
 
     def _append(self, key: str, data: Buffer) -> None:
-        self.calls["append"] += 1
-        self.log.append(("append", key))
-        self.bytes_written += len(data)
+        self._count("append", key, written=len(data))
         self.inner.append(key, data)
 
     def _delete(self, key: str) -> None:
-        self.calls["delete"] += 1
-        self.log.append(("delete", key))
+        self._count("delete", key)
         self.inner.delete(key)
 
     def _disk_usage(self, prefix: str) -> int:
