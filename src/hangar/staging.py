@@ -12,6 +12,7 @@ compare-and-swap against the version this writer's lease fenced
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -62,6 +63,8 @@ from hangar.replay import replay_entry
 from hangar.store import Store, Version
 
 __all__ = ["StagingArea"]
+
+_ENTRY_READERS = 8  # journal entries read at once when a writer adopts them
 
 _RETRIES = 50
 
@@ -127,8 +130,10 @@ class StagingArea:
             elif live and state.base_commit != self.base_commit:
                 base = read_commit(self.store, state.base_commit) if state.base_commit else None
                 self._set_base(base, state.base_commit)
-        # read before the state names them: an adopted log is pinned at the length read
-        adopted = [read_entries(self.store, self.branch, name) for name in live]
+        # read before the state names them: an adopted log is pinned at the length read.
+        # On an object store each entry is a round trip: read several at once
+        with ThreadPoolExecutor(_ENTRY_READERS) as pool:
+            adopted = list(pool.map(lambda n: read_entries(self.store, self.branch, n), live))
         pins = tuple(pin for _, pin in adopted)
         new_state = StagingState(self.lease.epoch, self.base_commit, pins, 0)
         try:
