@@ -46,6 +46,7 @@ def test_writes_outside_a_with_block_append_to_one_log() -> None:
     co = repo.checkout(write=True)
     assert len(co["x"]) == 51
     assert co["x", 50].tolist() == [0, 0, 0]
+    co.close()
 
 
 def test_a_torn_end_is_no_entry_and_the_adopter_pins_what_it_read(tmp_path: Path) -> None:
