@@ -122,17 +122,23 @@ def test_many_segments_behave_like_a_dict(ops: list[tuple[Any, Any, Any]], neste
     check(repo.checkout()["c"], model, nested)
 
 
-def test_a_small_change_rewrites_one_segment_and_reads_one() -> None:
+def counted_repo(samples: int) -> tuple[CountingStore, Repository]:
+    """A repository on a counting store whose column "c" holds keys 0..samples-1, committed."""
     counting = CountingStore(open_store(f"memory://seg-{uuid.uuid4().hex}"))
     repo = new_repo(counting)
     co = repo.checkout(write=True)
     col = co.add_ndarray_column("c", prototype=value(0))
     with col:
-        for i in range(200):
+        for i in range(samples):
             col[i] = value(i)
-    co.commit("200 samples in 50 segments")
-    assert len(co._staging.columns["c"].base_segments) == 50
+    co.commit(f"{samples} samples")
+    assert len(co._staging.columns["c"].base_segments) == samples // 4
     co.close()
+    return counting, repo
+
+
+def test_a_small_change_rewrites_one_segment_and_reads_one() -> None:
+    counting, repo = counted_repo(200)  # 50 segments
 
     co = repo.checkout(write=True)
     counting.reset()
@@ -160,15 +166,7 @@ def test_a_small_change_rewrites_one_segment_and_reads_one() -> None:
 
 
 def test_lookups_then_changes_and_scans_read_each_segment_once() -> None:
-    counting = CountingStore(open_store(f"memory://seg-{uuid.uuid4().hex}"))
-    repo = new_repo(counting)
-    co = repo.checkout(write=True)
-    col = co.add_ndarray_column("c", prototype=value(0))
-    with col:
-        for i in range(40):
-            col[i] = value(i)
-    co.commit("40 samples in 10 segments")
-    co.close()
+    counting, repo = counted_repo(40)  # 10 segments
 
     co = repo.checkout(write=True)
     col = co["c"]
