@@ -57,22 +57,23 @@ class FlatSampleWriter(FlatSampleReader):
 
     def __setitem__(self, key: Key, value: Any) -> None:
         """Store ``value`` under ``key`` (replacing any sample there)."""
-        staging = self._staging
-        if staging is None:
-            staging = self._writer()  # raises: a read-only column
-        if type(key) is not int or key < 0:
-            key = check_key(key)
         engine = self._engine
-        rows = engine.rows
+        rows = engine.rows  # set inside a writer's with-block only
         if (
             rows is not None
             and type(value) is np.ndarray
             and value.dtype is rows.dtype
             and value.shape == rows.shape
+            and (type(key) is int and key >= 0)
         ):
-            # inside a with-block: one copy into a row (hangar.columns._rows)
+            # the fast path: one copy into a row (hangar.columns._rows)
             rows.put(key, value)
             return
+        staging = self._staging
+        if staging is None:
+            staging = self._writer()  # raises: a read-only column
+        if type(key) is not int or key < 0:
+            key = check_key(key)
         staging.set(engine, key, None, engine.make_pending(value, (engine.name, key, None)))
 
     def update(self, other: Mapping[Key, Any] | Iterable[tuple[Key, Any]] | None = None,
