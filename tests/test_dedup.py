@@ -86,21 +86,68 @@ def test_same_digest_different_bytes_are_both_kept(monkeypatch: pytest.MonkeyPat
     assert r[3].tolist() == [1.0] * 64
 
 
+def _d(name: str) -> bytes:
+    return name.encode().ljust(8, b"_")
+
+
 def test_row_dedup_pairs_point_at_packed_rows_of_any_page() -> None:
     d = RowDedup()
     page1 = np.array([[1, 1], [2, 2], [1, 1]], np.uint8)
-    fresh, same = d.split([b"a", b"b", b"a"], page1)
+    fresh, same = d.split([_d("a"), _d("b"), _d("a")], page1)
     assert fresh is not None
     assert fresh.tolist() == [0, 1]
     assert same == [[2, 0]]
     page2 = np.array([[3, 3], [2, 2], [9, 9]], np.uint8)
-    fresh, same = d.split([b"c", b"b", b"a"], page2)  # row 5: digest of row 0, other bytes
+    # row 5: digest of row 0, other bytes
+    fresh, same = d.split([_d("c"), _d("b"), _d("a")], page2)
     assert fresh is not None
     assert fresh.tolist() == [0, 2]
     assert same == [[4, 1]]
-    fresh, same = d.split([b"x"], np.array([[7, 7]], np.uint8))
+    fresh, same = d.split([_d("x")], np.array([[7, 7]], np.uint8))
     assert fresh is None
     assert same == []
+    with pytest.raises(ValueError, match="8-byte"):
+        d.split([b"short"], np.array([[7, 7]], np.uint8))
+
+
+def _reference_split(pages: list[tuple[list[bytes], np.ndarray[Any, Any]]]) -> list[Any]:
+    """What RowDedup must answer: a repeat is a row with an earlier row's digest and bytes,
+    compared against the first row that had the digest."""
+    first: dict[bytes, int] = {}
+    all_rows: list[bytes] = []
+    out = []
+    for digests, rows in pages:
+        start = len(all_rows)
+        keep, pairs = [], []
+        for j, (dig, row) in enumerate(zip(digests, rows, strict=True)):
+            i = start + j
+            all_rows.append(row.tobytes())
+            f = first.setdefault(dig, i)
+            if f != i and all_rows[f] == row.tobytes():
+                pairs.append([i, f])
+            else:
+                keep.append(j)
+        out.append((None if len(keep) == len(rows) else keep, pairs))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_row_dedup_matches_a_plain_dict_over_pages(seed: int) -> None:
+    """Random pages with repeats across pages and forced digest collisions."""
+    rng = np.random.default_rng(seed)
+    pages = []
+    for _ in range(rng.integers(1, 6)):
+        n = int(rng.integers(0, 40))
+        rows = rng.integers(0, 3, (n, 2)).astype(np.uint8)  # 9 contents: many repeats
+        # the digest of a row is its content, except contents 0 and 1 share one (a collision)
+        digests = [_d(str(max(1, 3 * int(r[0]) + int(r[1])))) for r in rows]
+        pages.append((digests, rows))
+    d = RowDedup()
+    got = []
+    for digests, rows in pages:
+        fresh, same = d.split(digests, rows)
+        got.append((None if fresh is None else fresh.tolist(), same))
+    assert got == _reference_split(pages)
 
 
 def _engine_for_replay() -> tuple[dict[str, ColumnEngine], Any]:

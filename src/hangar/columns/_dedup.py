@@ -27,12 +27,16 @@ class RowDedup:
     """First occurrences of sample contents among the pages of one column's with-block.
 
     Rows are numbered across pages in the order :meth:`split` sees them.
+    Digests are 8 bytes (every scheme of :mod:`hangar.format.sample_digest`);
+    the first row of each digest seen so far is kept in two sorted arrays, so
+    a page is split with a few numpy calls instead of a dict lookup per row.
     """
 
-    __slots__ = ("_count", "_pages", "_seen", "_starts")
+    __slots__ = ("_count", "_firsts", "_pages", "_seen", "_starts")
 
     def __init__(self) -> None:
-        self._seen: dict[bytes, int] = {}  # digest -> number of its first row
+        self._seen: np.ndarray[Any, Any] = np.empty(0, np.uint64)  # sorted digests
+        self._firsts: np.ndarray[Any, Any] = np.empty(0, np.int64)  # number of each one's row
         self._pages: list[np.ndarray[Any, Any]] = []
         self._starts: list[int] = []  # number of each page's first row
         self._count = 0
@@ -48,22 +52,39 @@ class RowDedup:
         and a pair per repeated row with the number of the row it repeats,
         which is always one of the packed rows of this or an earlier page.
         """
+        n = len(rows)
         start = self._count
         self._pages.append(rows)
         self._starts.append(start)
-        self._count += len(rows)
-        seen = self._seen
-        setdefault = seen.setdefault
-        at = [i for i, d in enumerate(digests, start) if setdefault(d, i) != i]
-        if not at:
+        self._count += n
+        if not n:
             return None, []
-        positions = np.asarray(at, np.int64) - start
-        firsts = np.fromiter((seen[digests[p]] for p in positions), np.int64, len(positions))
-        same = self._confirmed(rows, positions, firsts)
+        packed = b"".join(digests)
+        if len(packed) != 8 * n:
+            raise ValueError("RowDedup takes 8-byte digests, one per row")
+        # each distinct digest of the page, and its first row in the page
+        unique, first_here, inverse = np.unique(
+            np.frombuffer(packed, np.uint64), return_index=True, return_inverse=True
+        )
+        seen, firsts = self._seen, self._firsts
+        at = np.searchsorted(seen, unique)
+        known = at < len(seen)
+        known[known] = seen[at[known]] == unique[known]
+        first = first_here + start
+        first[known] = firsts[at[known]]
+        fresh = ~known
+        self._seen = np.insert(seen, at[fresh], unique[fresh])
+        self._firsts = np.insert(firsts, at[fresh], first[fresh])
+        of_row = first[inverse.reshape(-1)]  # the first row of each row's digest
+        positions = np.flatnonzero(of_row != np.arange(start, start + n))
+        if not len(positions):
+            return None, []
+        earlier = of_row[positions]
+        same = self._confirmed(rows, positions, earlier)
         repeat = positions[same]
-        keep = np.ones(len(rows), bool)
+        keep = np.ones(n, bool)
         keep[repeat] = False
-        pairs = np.stack([repeat + start, firsts[same]], axis=1).tolist()
+        pairs = np.stack([repeat + start, earlier[same]], axis=1).tolist()
         return np.flatnonzero(keep), pairs
 
     def _confirmed(
