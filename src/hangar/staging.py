@@ -548,7 +548,10 @@ class StagingArea:
 
 
 def _slot_digest(engine: ColumnEngine, slot: Any) -> bytes:
-    if isinstance(slot, int):  # a row buffered in an open with-block
+    if isinstance(slot, int):
+        if slot < 0:  # a row packed by a with-block (hangar.columns._table)
+            return engine.table.digest(slot)
+        # a row buffered in an open with-block
         assert engine.rows is not None
         assert engine.digest is not None  # a writer's column
         return engine.digest.of(engine.rows.row(slot), engine.variable)

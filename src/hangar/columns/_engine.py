@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from hangar._gcpause import gc_paused
-from hangar.columns._index import SegmentIndex
+from hangar.columns._index import SegmentIndex, SegmentView
 from hangar.columns._rows import RowBuffer
+from hangar.columns._table import StagedTable, bucket_locations, is_packed
 from hangar.exceptions import CorruptionError, ObjectNotFoundError, ReadOnlyError
 from hangar.format.chunks import BlockCache, SampleLocation, block_check, digest_bytes
 from hangar.format.codec import BlockCodec
@@ -25,7 +26,9 @@ from hangar.format.manifest import (
     Entry,
     Key,
     Row,
+    SegmentLocations,
     SegmentRef,
+    encode_locations,
     encode_segment,
     key_order,
     split_rows,
@@ -97,7 +100,9 @@ class ColumnEngine:
             store, self.base_segments, self.nested, base.samples if base else 0, loaded=loaded
         )
         self.changed: set[Key] = set()
-        self._written: dict[str, list[Row]] = {}  # segments the last build_record wrote
+        # segments the last build_record wrote: their rows, or a view of their arrays
+        self._written: dict[str, list[Row] | SegmentView] = {}
+        self.table = StagedTable()  # samples packed by with-blocks, as arrays
         self.unpacked = False  # samples written outside with-blocks wait to be packed
         # inside a writer's with-block, fixed-shape flat ndarray samples go here
         self.rows: RowBuffer | None = None
@@ -121,6 +126,8 @@ class ColumnEngine:
     def read(self, slot: Slot | int) -> Any:
         """The user-facing value of a stored, pending or buffered sample."""
         if isinstance(slot, int):
+            if slot < 0:  # packed by a with-block of this checkout
+                return self.read(self.table.entry(slot))
             assert self.rows is not None
             return self.rows.row(slot)
         if isinstance(slot, Pending):
@@ -136,6 +143,9 @@ class ColumnEngine:
         cache = self.cache
         blocks: dict[str, set[tuple[int, int, str]]] = {}
         with gc_paused():
+            if self.table.count:  # packed slots read like the entries they stand for
+                entry = self.table.entry
+                slots = [entry(s) if is_packed(s) else s for s in slots]
             for slot in slots:
                 if type(slot) is Entry:
                     loc = slot[1]
@@ -360,8 +370,27 @@ class ColumnEngine:
             if i not in touched:
                 out.append(index.segments[i])
                 continue
-            out.extend(self._write_rows(self._bucket_rows(index.bucket(i))))
+            bucket = index.bucket(i)
+            if self.table.count and not self.nested:
+                keys = self._sorted_keys(bucket)
+                slots = list(map(bucket.__getitem__, keys))
+                if any(map(is_packed, slots)):
+                    out.extend(self._write_locations(bucket_locations(keys, slots, self.table)))
+                    continue
+            out.extend(self._write_rows(self._bucket_rows(bucket)))
         return ColumnRecord(self.schema, tuple(out), count)
+
+    def _write_locations(self, locs: SegmentLocations) -> list[SegmentRef]:
+        """Segments of a flat bucket given as arrays (see :mod:`hangar.columns._table`)."""
+        refs = []
+        for start in range(0, len(locs), SEGMENT_ROWS):
+            part = locs.slice(start, start + SEGMENT_ROWS)
+            data = encode_locations(part)
+            digest = digest_bytes(data)
+            self.store.put(manifest_key(digest), data)
+            refs.append(SegmentRef(digest, len(part), part.keys[0], part.keys[-1]))
+            self._written[digest] = SegmentView.of(data, part)
+        return refs
 
     def _write_rows(self, rows: list[Row]) -> list[SegmentRef]:
         refs = []
@@ -394,3 +423,4 @@ class ColumnEngine:
             loaded=loaded, written=written,
         )  # fmt: skip
         self.changed.clear()
+        self.table.clear()  # every packed row was in a bucket this commit rewrote

@@ -58,10 +58,20 @@ class SegmentView:
     __slots__ = ("data", "locations", "position")
 
     def __init__(self, data: bytes, digest: str) -> None:
+        self._set(data, decode_locations(data, digest, entries=True))
+
+    def _set(self, data: bytes, locations: SegmentLocations) -> None:
         self.data = data  # to decode the bucket from, when one is needed
-        self.locations = decode_locations(data, digest, entries=True)
-        keys = self.locations.keys
+        self.locations = locations
+        keys = locations.keys
         self.position = dict(zip(keys, range(len(keys)), strict=True))
+
+    @classmethod
+    def of(cls, data: bytes, locations: SegmentLocations) -> SegmentView:
+        """The view of a segment this process just encoded from ``locations`` (with digests)."""
+        view = cls.__new__(cls)
+        view._set(data, locations)
+        return view
 
     def __getitem__(self, key: Key) -> Entry:
         return self.locations.entry(self.position[key])
@@ -91,10 +101,11 @@ class SegmentIndex:
         count: int,
         *,
         loaded: dict[str, dict[Key, Any]] | None = None,
-        written: dict[str, list[Row]] | None = None,
+        written: dict[str, list[Row] | SegmentView] | None = None,
     ) -> None:
-        """``loaded``: buckets already decoded, by segment digest; ``written``: the rows of
-        segments this process just wrote, turned into buckets when first needed."""
+        """``loaded``: buckets already decoded, by segment digest; ``written``: segments
+        this process just wrote, by digest: their rows (turned into buckets when first
+        needed) or a view of them (flat segments encoded from arrays)."""
         self._store = store
         self._segments = segments
         self._nested = nested
@@ -110,12 +121,16 @@ class SegmentIndex:
             if loaded is not None and seg.digest in loaded:
                 self._buckets[i] = loaded[seg.digest]
                 self._base_len[i] = len(loaded[seg.digest])
-        self._rows = {
-            i: written[seg.digest]
-            for i, seg in enumerate(segments)
-            if written and seg.digest in written and self._buckets[i] is None
-        }
+        self._rows: dict[int, list[Row]] = {}
         self._views: dict[int, SegmentView] = {}  # lookups in segments not loaded
+        for i, seg in enumerate(segments):
+            done = written.get(seg.digest) if written else None
+            if done is None or self._buckets[i] is not None:
+                continue
+            if isinstance(done, SegmentView):
+                self._views[i] = done
+            else:
+                self._rows[i] = done
         #: the only bucket, when there is one: the fast path of small columns
         self.single: dict[Key, Any] | None = self._buckets[0] if nbuckets == 1 else None
 

@@ -35,6 +35,7 @@ __all__ = [
     "decode_digests",
     "decode_locations",
     "decode_segment",
+    "encode_locations",
     "encode_segment",
     "key_order",
     "split_rows",
@@ -139,20 +140,62 @@ def encode_segment(rows: list[Row]) -> bytes:
     sub_int, sub_str = _key_arrays(subkeys)
     n = len(rows)
     shape_type = pa.list_(pa.int64())
-    arrays = [
-        key_int,
-        key_str,
-        sub_int,
-        sub_str,
-        pa.array(digests, pa.binary(8)),
-        pa.array(chunk, pa.string()),
-        pa.array(boff, pa.int64()),
-        pa.array(bsize, pa.int64()),
-        pa.array(bcheck, pa.string()),
-        pa.array(ioff, pa.int64()),
-        pa.array(inb, pa.int64()),
-        pa.nulls(n, shape_type) if shapes.count(None) == n else pa.array(shapes, shape_type),
-    ]
+    return _encode_arrays(
+        [
+            key_int,
+            key_str,
+            sub_int,
+            sub_str,
+            pa.array(digests, pa.binary(8)),
+            pa.array(chunk, pa.string()),
+            pa.array(boff, pa.int64()),
+            pa.array(bsize, pa.int64()),
+            pa.array(bcheck, pa.string()),
+            pa.array(ioff, pa.int64()),
+            pa.array(inb, pa.int64()),
+            pa.nulls(n, shape_type) if shapes.count(None) == n else pa.array(shapes, shape_type),
+        ]
+    )
+
+
+def encode_locations(locs: SegmentLocations) -> bytes:
+    """Parquet bytes of a flat, fixed-shape segment given as arrays (sorted by key).
+
+    The same bytes as :func:`encode_segment` of the same rows, made without an
+    object per row: a with-block's packed samples are committed this way.
+    """
+    if locs.digests is None or not locs.fixed_shape:
+        raise ValueError("encode_locations needs the digests of fixed-shape rows")
+    n = len(locs.keys)
+    key_int, key_str = _key_arrays(locs.keys)
+    no_subkey = [None] * n
+    sub_int, sub_str = _key_arrays(no_subkey)
+
+    def strings(values: list[str], index: Any) -> pa.Array:
+        return pa.array(values, pa.string()).take(pa.array(index))
+
+    return _encode_arrays(
+        [
+            key_int,
+            key_str,
+            sub_int,
+            sub_str,
+            pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(8), n, [None, pa.py_buffer(locs.digests)]
+            ),
+            strings(locs.chunks, locs.chunk_index),
+            pa.array(locs.block_offset, pa.int64()),
+            pa.array(locs.block_size, pa.int64()),
+            strings(locs.block_checks, locs.check_index),
+            pa.array(locs.item_offset, pa.int64()),
+            pa.array(locs.item_nbytes, pa.int64()),
+            pa.nulls(n, pa.list_(pa.int64())),
+        ]
+    )
+
+
+def _encode_arrays(arrays: list[pa.Array]) -> bytes:
+    """Parquet bytes of a segment's columns (in the order of ``_SCHEMA``)."""
     table = pa.Table.from_arrays(arrays, schema=_SCHEMA)
     sink = io.BytesIO()
     pq.write_table(
@@ -220,6 +263,27 @@ class SegmentLocations:
     #: shapes (a pyarrow list array; None if no row records one)
     digests: bytes | None = None
     shapes: Any = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def slice(self, start: int, stop: int) -> SegmentLocations:
+        """Rows ``start`` to ``stop`` (the chunk and check lists stay whole)."""
+        digests = self.digests
+        return SegmentLocations(
+            keys=self.keys[start:stop],
+            chunks=self.chunks,
+            chunk_index=self.chunk_index[start:stop],
+            block_offset=self.block_offset[start:stop],
+            block_size=self.block_size[start:stop],
+            block_checks=self.block_checks,
+            check_index=self.check_index[start:stop],
+            item_offset=self.item_offset[start:stop],
+            item_nbytes=self.item_nbytes[start:stop],
+            fixed_shape=self.fixed_shape,
+            digests=None if digests is None else digests[8 * start : 8 * stop],
+            shapes=None if self.shapes is None else self.shapes[start:stop],
+        )
 
     def entry(self, row: int) -> Entry:
         """The manifest entry of row ``row`` (decoded with ``entries=True``)."""

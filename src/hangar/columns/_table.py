@@ -1,0 +1,200 @@
+"""Samples packed by this checkout's with-blocks, kept as columns until a commit.
+
+When a with-block ends, the packed rows of a flat fixed-shape ndarray column
+are added here as arrays (a :class:`SegmentLocations`: keys, digests, chunk
+and block of each row) and the column's index maps each key to ``~row``, a
+negative int. (A with-block's buffered rows are ints >= 0; entries and
+pending samples are objects.) An :class:`Entry` is made only for a key that
+is read; a commit gathers a bucket's rows from the arrays and encodes its
+segments without an object per sample
+(:func:`hangar.format.manifest.encode_locations`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from operator import itemgetter
+from typing import Any, TypeGuard
+
+import numpy as np
+
+from hangar.format.manifest import Entry, Key, SegmentLocations
+
+__all__ = ["StagedTable", "bucket_locations", "is_packed"]
+
+
+def is_packed(slot: object) -> TypeGuard[int]:
+    """True if an index slot is a row of the column's :class:`StagedTable`."""
+    return type(slot) is int and slot < 0
+
+
+class StagedTable:
+    """The packed samples of one column, in the order with-blocks packed them.
+
+    Rows are numbered from 0 across batches (one batch per with-block); a
+    key's slot in the index is ``~row``.
+    """
+
+    __slots__ = ("_batches", "_starts", "_whole", "count")
+
+    def __init__(self) -> None:
+        self._batches: list[SegmentLocations] = []
+        self._starts: list[int] = []
+        self._whole: SegmentLocations | None = None
+        self.count = 0
+
+    def add(self, batch: SegmentLocations) -> range:
+        """Append a batch (with its digests); return the slots of its rows, in order."""
+        if batch.digests is None or not batch.fixed_shape:
+            raise ValueError("a staged batch needs the digests of fixed-shape rows")
+        start = self.count
+        self._batches.append(batch)
+        self._starts.append(start)
+        self.count += len(batch)
+        self._whole = None
+        return range(~start, ~self.count, -1)
+
+    def _find(self, row: int) -> tuple[SegmentLocations, int]:
+        b = bisect.bisect_right(self._starts, row) - 1
+        return self._batches[b], row - self._starts[b]
+
+    def entry(self, slot: int) -> Entry:
+        """The manifest entry of a packed slot (``~row``)."""
+        batch, row = self._find(~slot)
+        return batch.entry(row)
+
+    def digest(self, slot: int) -> bytes:
+        """The content digest of a packed slot's sample."""
+        batch, row = self._find(~slot)
+        digests = batch.digests
+        assert digests is not None
+        return digests[8 * row : 8 * row + 8]
+
+    def whole(self) -> SegmentLocations:
+        """Every row, as one set of arrays (chunk and check lists without repeats)."""
+        if self._whole is None:
+            self._whole = _concat(self._batches)
+        return self._whole
+
+    def clear(self) -> None:
+        """Forget every row (they were committed)."""
+        self.__init__()  # type: ignore[misc]
+
+
+def _unified(lists: list[list[str]], indexes: list[Any]) -> tuple[list[str], Any]:
+    """One list of distinct names, and every batch's indexes into it, concatenated."""
+    position: dict[str, int] = {}
+    out = []
+    for names, index in zip(lists, indexes, strict=True):
+        remap = np.fromiter(
+            (position.setdefault(n, len(position)) for n in names), np.int64, len(names)
+        )
+        out.append(remap[index] if len(names) else np.empty(0, np.int64))
+    return list(position), np.concatenate(out) if out else np.empty(0, np.int64)
+
+
+def _concat(batches: list[SegmentLocations]) -> SegmentLocations:
+    if len(batches) == 1:
+        return batches[0]
+    chunks, chunk_index = _unified([b.chunks for b in batches], [b.chunk_index for b in batches])
+    checks, check_index = _unified(
+        [b.block_checks for b in batches], [b.check_index for b in batches]
+    )
+
+    def cat(name: str) -> Any:
+        return np.concatenate([getattr(b, name) for b in batches]) if batches else np.empty(0)
+
+    keys: list[Key] = []
+    for b in batches:
+        keys.extend(b.keys)
+    return SegmentLocations(
+        keys=keys,
+        chunks=chunks,
+        chunk_index=chunk_index,
+        block_offset=cat("block_offset"),
+        block_size=cat("block_size"),
+        block_checks=checks,
+        check_index=check_index,
+        item_offset=cat("item_offset"),
+        item_nbytes=cat("item_nbytes"),
+        fixed_shape=True,
+        digests=b"".join(b.digests or b"" for b in batches),
+    )
+
+
+def bucket_locations(keys: list[Key], slots: list[Any], table: StagedTable) -> SegmentLocations:
+    """The rows of a flat bucket as arrays: ``keys`` (sorted) and their slots.
+
+    Slots are packed rows of ``table`` (``~row``) or entries (stored before,
+    or replayed from the journal); the result is in the order of ``keys``.
+    """
+    n = len(keys)
+    whole = table.whole()
+    try:  # only packed rows: the common case after a with-block
+        rows = ~np.array(slots, np.int64)
+        packed_at = None
+    except (TypeError, ValueError):
+        packed_at = np.fromiter((type(s) is int for s in slots), bool, n)
+        rows = ~np.array([s for s in slots if type(s) is int], np.int64)
+    chunks, checks = list(whole.chunks), list(whole.block_checks)
+    columns = {
+        "chunk_index": whole.chunk_index[rows],
+        "block_offset": whole.block_offset[rows],
+        "block_size": whole.block_size[rows],
+        "check_index": whole.check_index[rows],
+        "item_offset": whole.item_offset[rows],
+        "item_nbytes": whole.item_nbytes[rows],
+    }
+    digests = np.frombuffer(whole.digests or b"", np.uint64)[rows].tobytes()
+    if packed_at is not None:
+        entries: list[Entry] = [s for s in slots if type(s) is not int]
+        digests, columns = _merge_entries(packed_at, digests, columns, entries, chunks, checks)
+    return SegmentLocations(
+        keys=keys,
+        chunks=chunks,
+        block_checks=checks,
+        fixed_shape=True,
+        digests=digests,
+        **columns,
+    )
+
+
+def _merge_entries(  # noqa: PLR0917
+    packed_at: Any,
+    digests: bytes,
+    columns: dict[str, Any],
+    entries: list[Entry],
+    chunks: list[str],
+    checks: list[str],
+) -> tuple[bytes, dict[str, Any]]:
+    """Columns of packed rows (at ``packed_at``) and entries (elsewhere), interleaved.
+
+    ``chunks`` and ``checks`` grow by the names the entries add.
+    """
+    if any(e[2] is not None for e in entries):
+        raise ValueError("a fixed-shape column has an entry with its own shape")
+    n = len(packed_at)
+    locs = list(map(itemgetter(1), entries))
+    chunk_pos = {c: i for i, c in enumerate(chunks)}
+    check_pos = {c: i for i, c in enumerate(checks)}
+    from_entries = {
+        "chunk_index": [chunk_pos.setdefault(loc[0], len(chunk_pos)) for loc in locs],
+        "block_offset": list(map(itemgetter(1), locs)),
+        "block_size": list(map(itemgetter(2), locs)),
+        "check_index": [check_pos.setdefault(loc[3], len(check_pos)) for loc in locs],
+        "item_offset": list(map(itemgetter(4), locs)),
+        "item_nbytes": list(map(itemgetter(5), locs)),
+    }
+    chunks[:] = list(chunk_pos)
+    checks[:] = list(check_pos)
+    out = {}
+    for name, packed in columns.items():
+        column = np.empty(n, np.int64)
+        column[packed_at] = packed
+        column[~packed_at] = from_entries[name]
+        out[name] = column
+    merged = bytearray(8 * n)
+    view = np.frombuffer(merged, np.uint64)
+    view[packed_at] = np.frombuffer(digests, np.uint64)
+    view[~packed_at] = np.frombuffer(b"".join(map(itemgetter(0), entries)), np.uint64)
+    return bytes(merged), out
