@@ -16,7 +16,9 @@ import pytest
 
 import hangar.columns._engine as engine_module
 from hangar import Repository
-from hangar.columns._table import StagedTable, is_packed
+from hangar.columns._table import StagedTable, batch_from_runs, is_packed
+from hangar.exceptions import HangarError
+from hangar.format.chunks import Run
 from hangar.format.manifest import (
     SegmentLocations,
     decode_columns,
@@ -24,6 +26,8 @@ from hangar.format.manifest import (
     encode_segment,
 )
 from hangar.format.names import manifest_key
+from hangar.format.staging import JournalEntry, list_entries, read_entries
+from hangar.replay import replay_entry
 
 
 def new_repo() -> Repository:
@@ -222,3 +226,109 @@ def test_staged_table_numbers_rows_across_batches_and_unifies_names() -> None:
         table.add(decode_locations(encode_segment([])))
     table.clear()
     assert table.count == 0
+
+
+@pytest.mark.parametrize("kind", ["int", "str", "mixed"])
+def test_a_reopened_writer_gets_the_packed_rows_back_from_the_journal(kind: str) -> None:
+    def key(i: int) -> Any:
+        if kind == "int" or (kind == "mixed" and i % 2):
+            return i
+        return f"k{i}"
+
+    repo = new_repo()
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("x", prototype=v(0))
+    with col:
+        for i in range(300):
+            col[key(i)] = v(i % 120)  # repeats
+    entries = read_entries_of(co)
+    ops = [op for e in entries for op in e.ops if op[0] == "setpacked"]
+    assert len(ops) == 1
+    assert isinstance(ops[0][2], dict) == (kind == "int")  # int keys go inline
+    co.close()
+    co = repo.checkout(write=True)
+    engine = co._staging.columns["x"]
+    assert engine.table.count == 300
+    assert all(is_packed(engine.index[key(i)]) for i in range(300))
+    col = co["x"]
+    assert all(int(col[key(i)][0]) == i % 120 for i in range(300))
+    co.commit("replayed")
+    co.close()
+    datas = segment_bytes(repo, "x")
+    assert_same_as_row_encoding(datas)
+    assert_digests_are_of_the_samples(repo, datas)
+
+
+def read_entries_of(co: Any) -> list[JournalEntry]:
+    staging = co._staging
+    out = []
+    for name in list_entries(staging.store, staging.branch):
+        out.extend(read_entries(staging.store, staging.branch, name)[0])
+    return out
+
+
+def _packed_entry(**change: Any) -> JournalEntry:
+    """A valid setpacked entry for keys 0, 1, 2 of column "x" (key 2 repeats key 0)."""
+    entry = JournalEntry()
+    fields = {
+        "keys": {"int64": entry.add_inline(np.array([0, 1, 2], "<i8").tobytes())},
+        "digests": entry.add_inline(bytes(24)),
+        "runs": [["c" * 40, 0, 10, "0" * 16, 0, 2, 16]],
+        "same": entry.add_inline(np.array([2, 0], "<i8").tobytes()),
+    }
+    fields.update(change)
+    entry.ops.append(["setpacked", "x", *fields.values()])
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("change", "ok"),
+    [
+        ({}, True),
+        ({"same": None, "runs": [["c" * 40, 0, 10, "0" * 16, 0, 3, 16]]}, True),
+        ({"same": None}, False),  # the runs cover 2 keys of 3
+        ({"digests": [0, 16]}, False),  # 16 bytes for 3 keys
+        ({"digests": [0, 10_000]}, False),  # out of the entry
+        ({"keys": [0, 1]}, False),
+        ({"keys": {"int64": [0, 8]}}, False),
+        ({"keys": {"int32": [0, 24]}}, False),
+        ({"runs": [["c" * 40, 0, 10, "0" * 16, 0, 2]]}, False),
+        ({"runs": [["c" * 40, 0, 10, "0" * 16, 0, -1, 16]]}, False),
+    ],
+)
+def test_malformed_packed_ops_are_refused_on_replay(change: dict[str, Any], ok: bool) -> None:
+    repo = new_repo()
+    co = repo.checkout(write=True)
+    co.add_ndarray_column("x", shape=(2,), dtype=np.int64)
+    staging = co._staging
+    entry = _packed_entry(**change)
+    if ok:
+        replay_entry(entry, staging.columns, staging._new_engine, "master")
+        index, table = staging.columns["x"].index, staging.columns["x"].table
+        offsets = [table.entry(index[k]).location.item_offset for k in range(3)]
+        assert offsets == ([0, 16, 0] if change.get("same", 1) is not None else [0, 16, 32])
+    else:
+        with pytest.raises(HangarError, match="malformed"):
+            replay_entry(entry, staging.columns, staging._new_engine, "master")
+    co.close()
+
+
+@pytest.mark.parametrize(
+    "same",
+    [[[1, 1]], [[0, 1]], [[5, 0]], [[2, 0], [2, 1]], [[1, 0], [2, 1]], [[-1, 0]]],
+)
+def test_repeats_in_packed_ops_must_name_an_earlier_stored_key(same: list[list[int]]) -> None:
+    keys = [0, 1, 2]
+    runs = [Run("c" * 40, 0, 10, "0" * 16, 0, 3 - len(same), 16)]
+    with pytest.raises(ValueError, match="repeat"):
+        batch_from_runs(keys, bytes(24), runs, same)
+
+
+def test_packed_ops_only_replay_into_columns_that_take_rows() -> None:
+    repo = new_repo()
+    co = repo.checkout(write=True)
+    co.add_str_column("x")
+    staging = co._staging
+    with pytest.raises(HangarError, match="malformed"):
+        replay_entry(_packed_entry(), staging.columns, staging._new_engine, "master")
+    co.close()

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from hangar.columns._dedup import DEDUP_MIN_BYTES, RowDedup
 from hangar.columns._engine import ColumnEngine, Pending
 from hangar.columns._rows import RowBuffer
+from hangar.columns._table import batch_from_runs
 from hangar.format.chunks import ChunkPacker, Run, SampleLocation, expand_runs, pack_uniform
-from hangar.format.manifest import Entry, Key, SegmentLocations
+from hangar.format.manifest import Entry, Key
 from hangar.format.sample_digest import SampleDigest
 
 __all__ = ["Buffered", "PackedRows", "is_live", "pack_pending", "pack_rows"]
@@ -62,7 +62,6 @@ def pack_rows(
     digests: list[bytes] = []
     runs: list[Run] = []
     same: list[list[int]] = []
-    placed: list[tuple[int, Any, list[Run]]] = []  # first row, packed rows (None: all), runs
     for page_keys, data in rows.live_pages():
         page_digests = digest.rows(data)
         fresh, page_same = dedup.split(page_digests, data) if dedup else (None, [])
@@ -73,57 +72,16 @@ def pack_rows(
             schema.chunk_bytes,
             store_chunk,
         )
-        placed.append((len(keys), fresh, page_runs))
         keys.extend(page_keys)
         digests.extend(page_digests)
         runs.extend(page_runs)
         same.extend(page_same)
     if keys:
-        batch = _batch(keys, b"".join(digests), placed, same)
+        batch = batch_from_runs(keys, b"".join(digests), runs, same)
         engine.index.update(zip(keys, engine.table.add(batch), strict=True))
         engine.changed.update(keys)
     rows.clear()
     return PackedRows(keys, digests, runs, same)
-
-
-def _batch(
-    keys: list[Key], digests: bytes, placed: list[tuple[int, Any, list[Run]]],
-    same: list[list[int]],
-) -> SegmentLocations:  # fmt: skip
-    """The locations of packed rows as arrays: each page's runs, then the repeats."""
-    n = len(keys)
-    chunks: dict[str, int] = {}
-    checks: dict[str, int] = {}
-    names = ("chunk_index", "block_offset", "block_size", "check_index", "item_offset",
-             "item_nbytes")  # fmt: skip
-    out = {name: np.empty(n, np.int64) for name in names}
-    for first, fresh, page_runs in placed:
-        if not page_runs:
-            continue
-        counts = np.array([r[5] for r in page_runs], np.int64)
-        per_run = {
-            "chunk_index": [chunks.setdefault(r[0], len(chunks)) for r in page_runs],
-            "block_offset": [r[1] for r in page_runs],
-            "block_size": [r[2] for r in page_runs],
-            "check_index": [checks.setdefault(r[3], len(checks)) for r in page_runs],
-        }
-        nbytes = np.repeat(np.array([r[6] for r in page_runs], np.int64), counts)
-        run_start = np.repeat(np.cumsum(counts) - counts, counts)
-        within = np.arange(int(counts.sum()), dtype=np.int64) - run_start
-        item_offset = np.repeat(np.array([r[4] for r in page_runs], np.int64), counts)
-        at: Any = slice(first, first + len(nbytes)) if fresh is None else fresh + first
-        for name, values in per_run.items():
-            out[name][at] = np.repeat(np.array(values, np.int64), counts)
-        out["item_offset"][at] = item_offset + within * nbytes
-        out["item_nbytes"][at] = nbytes
-    if same:
-        pairs = np.array(same, np.int64)
-        for column in out.values():
-            column[pairs[:, 0]] = column[pairs[:, 1]]
-    return SegmentLocations(
-        keys=keys, chunks=list(chunks), block_checks=list(checks), fixed_shape=True,
-        digests=digests, **out,
-    )  # fmt: skip
 
 
 def pack_pending(

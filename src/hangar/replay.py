@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hangar.columns._engine import ColumnEngine, Pending
+from hangar.columns._table import batch_from_runs
 from hangar.exceptions import HangarError
 from hangar.format.chunks import Run, SampleLocation, expand_runs
 from hangar.format.manifest import Entry, Key
 from hangar.format.schema import ColumnSchema
 from hangar.format.staging import JournalEntry
 
-__all__ = ["replay_entry"]
+if TYPE_CHECKING:
+    from hangar.packing import PackedRows
+
+__all__ = ["packed_op", "replay_entry"]
 
 NewEngine = Callable[[str, ColumnSchema], ColumnEngine]
 
@@ -48,6 +52,8 @@ def replay_entry(
                 expand_runs([Run(*r) for r in runs]), same[0] if same else [], branch
             )
             _replay_packed(columns[name], keys, subkeys, digests_hex, shapes, locs, branch)
+        elif kind == "setpacked":
+            _replay_rows(columns[op[1]], op, blob, branch)
         elif kind == "setmany":  # written by builds before "setruns" existed
             _, name, keys, subkeys, digests_hex, shapes, cols = op
             locs = [SampleLocation(*loc) for loc in zip(*cols, strict=True)]
@@ -122,3 +128,51 @@ def _replay_packed(  # noqa: PLR0917
         shape = tuple(raw_shape) if raw_shape is not None else None
         entry = new(Entry, (digests[8 * i : 8 * i + 8], loc, shape))
         engine.set_slot(key, None if subkeys is None else subkeys[i], entry)
+
+
+def packed_op(entry: JournalEntry, column: str, packed: PackedRows) -> list[Any]:
+    """The ``setpacked`` op of a with-block's packed rows, its arrays inline in ``entry``.
+
+    ``["setpacked", column, keys, digests, runs, same]``: ``keys`` is a list,
+    or ``{"int64": [offset, nbytes]}`` when every key is an int; ``digests``
+    and ``same`` (pairs ``i, j`` or null) are ``[offset, nbytes]`` of inline
+    bytes (8-byte digests; little-endian int64). Several times faster to
+    write and replay than the same op in JSON (docs/format.md).
+    """
+    keys: Any = packed.keys
+    if type(keys[0]) is int:
+        as_array = np.array(keys)
+        if as_array.dtype.kind == "i":  # every key an int (a str key makes a str array)
+            keys = {"int64": entry.add_inline(as_array.astype("<i8").tobytes())}
+    same = None
+    if packed.same:
+        same = entry.add_inline(np.array(packed.same, "<i8").tobytes())
+    digests = entry.add_inline(b"".join(packed.digests))
+    return ["setpacked", column, keys, digests, [list(r) for r in packed.runs], same]
+
+
+def _inline(blob: memoryview, ref: Any) -> memoryview:
+    off, n = (int(x) for x in ref)
+    if off < 0 or n < 0 or off + n > len(blob):
+        raise ValueError("inline bytes out of the entry")
+    return blob[off : off + n]
+
+
+def _replay_rows(engine: ColumnEngine, op: list[Any], blob: memoryview, branch: str) -> None:
+    """A ``setpacked`` op: the rows join the column's staged table, as when packed."""
+    try:
+        _, _, keys, digests, runs, same = op
+        if not engine.takes_rows:
+            raise ValueError("packed rows for a column that does not take them")
+        if isinstance(keys, dict):
+            keys = np.frombuffer(_inline(blob, keys["int64"]), "<i8").tolist()
+            if any(k < 0 for k in keys):
+                raise ValueError("a negative key")
+        pairs = None
+        if same is not None:
+            pairs = np.frombuffer(_inline(blob, same), "<i8").reshape(-1, 2)
+        batch = batch_from_runs(keys, bytes(_inline(blob, digests)), [Run(*r) for r in runs], pairs)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise HangarError(f"staging journal of branch {branch!r}: a malformed entry") from exc
+    engine.index.update(zip(keys, engine.table.add(batch), strict=True))
+    engine.changed.update(keys)

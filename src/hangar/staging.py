@@ -59,7 +59,7 @@ from hangar.format.staging import (
 from hangar.merge import conflict_lines, merge_columns, now_iso
 from hangar.packing import Buffered, is_live, pack_pending, pack_rows
 from hangar.refs import is_ancestor
-from hangar.replay import replay_entry
+from hangar.replay import packed_op, replay_entry
 from hangar.store import Store, Version
 
 __all__ = ["StagingArea"]
@@ -267,8 +267,8 @@ class StagingArea:
         """Pack a column's buffered rows and journal them: one op for the whole column."""
         packed = pack_rows(engine, rows, self.digest, self._store_chunk)
         if packed.keys:
-            self._emit_set(engine, packed.keys, None, packed.digests, None, packed.runs,
-                           packed.same)  # fmt: skip
+            assert self._buffer is not None
+            self._buffer.ops.append(packed_op(self._buffer, engine.name, packed))
 
     def _emit_set(  # noqa: PLR0917
         self,

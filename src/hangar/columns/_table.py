@@ -18,9 +18,10 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
+from hangar.format.chunks import Run
 from hangar.format.manifest import Entry, Key, SegmentLocations
 
-__all__ = ["StagedTable", "bucket_locations", "is_packed"]
+__all__ = ["StagedTable", "batch_from_runs", "bucket_locations", "is_packed"]
 
 
 def is_packed(slot: object) -> TypeGuard[int]:
@@ -120,6 +121,62 @@ def _concat(batches: list[SegmentLocations]) -> SegmentLocations:
         fixed_shape=True,
         digests=b"".join(b.digests or b"" for b in batches),
     )
+
+
+_LOCATION_COLUMNS = ("chunk_index", "block_offset", "block_size", "check_index", "item_offset",
+                     "item_nbytes")  # fmt: skip
+
+
+def batch_from_runs(
+    keys: list[Key], digests: bytes, runs: list[Run], same: Any = None
+) -> SegmentLocations:
+    """The locations of packed keys as arrays: ``runs`` cover the keys not in ``same``.
+
+    ``same`` holds pairs ``(i, j)`` (any sequence, or an ``(m, 2)`` array):
+    key ``i`` is stored where the earlier key ``j`` is, and ``j`` is not a
+    repeat itself. The runs locate the other keys, in order. Raises
+    ValueError if the runs, pairs, keys and digests do not fit together.
+    """
+    n = len(keys)
+    if len(digests) != 8 * n:
+        raise ValueError(f"{len(digests)} bytes of digests for {n} keys")
+    pairs = np.asarray(same if same is not None and len(same) else np.empty((0, 2)), np.int64)
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError("repeats must be pairs")
+    fresh = np.ones(n, bool)
+    if len(pairs):
+        i, j = pairs[:, 0], pairs[:, 1]
+        if (j < 0).any() or (i <= j).any() or (i >= n).any():
+            raise ValueError("a repeat must name an earlier key")
+        fresh[i] = False
+        if int(n - fresh.sum()) != len(pairs) or not fresh[j].all():
+            raise ValueError("a key repeats twice, or repeats a repeat")
+    counts = np.array([r[5] for r in runs], np.int64)
+    if (counts < 0).any() or int(counts.sum()) != int(fresh.sum()):
+        raise ValueError("the runs do not cover the keys")
+    chunks: dict[str, int] = {}
+    checks: dict[str, int] = {}
+    per_run = {
+        "chunk_index": [chunks.setdefault(r[0], len(chunks)) for r in runs],
+        "block_offset": [r[1] for r in runs],
+        "block_size": [r[2] for r in runs],
+        "check_index": [checks.setdefault(r[3], len(checks)) for r in runs],
+        "item_nbytes": [r[6] for r in runs],
+    }
+    out = {name: np.empty(n, np.int64) for name in _LOCATION_COLUMNS}
+    at = np.flatnonzero(fresh)
+    for name, values in per_run.items():
+        out[name][at] = np.repeat(np.array(values, np.int64), counts)
+    within = np.arange(len(at), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    item_offset = np.repeat(np.array([r[4] for r in runs], np.int64), counts)
+    out["item_offset"][at] = item_offset + within * out["item_nbytes"][at]
+    if len(pairs):
+        for column in out.values():
+            column[pairs[:, 0]] = column[pairs[:, 1]]
+    return SegmentLocations(
+        keys=keys, chunks=list(chunks), block_checks=list(checks), fixed_shape=True,
+        digests=digests, **out,
+    )  # fmt: skip
 
 
 def bucket_locations(keys: list[Key], slots: list[Any], table: StagedTable) -> SegmentLocations:

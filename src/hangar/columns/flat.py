@@ -64,9 +64,10 @@ class FlatSampleWriter(FlatSampleReader):
             and type(value) is np.ndarray
             and value.dtype is rows.dtype
             and value.shape == rows.shape
-            and (type(key) is int and key >= 0)
         ):
             # the fast path: one copy into a row (hangar.columns._rows)
+            if type(key) is not int or key < 0:
+                key = check_key(key)
             rows.put(key, value)
             return
         staging = self._staging
