@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from hangar.columns._dedup import DEDUP_MIN_BYTES, RowDedup
+from hangar.columns._dedup import DEDUP_MIN_BYTES, NO_PAIRS, RowDedup
 from hangar.columns._engine import ColumnEngine, Pending
 from hangar.columns._rows import RowBuffer
 from hangar.columns._table import batch_from_runs
@@ -35,14 +36,15 @@ StoreChunk = Callable[[str, bytes], None]
 class PackedRows:
     """A column's rows as packed: what its journal op records.
 
-    ``runs`` locate the packed keys in order; ``same`` holds ``[i, j]`` for
-    each repeated key ``i`` stored where the earlier key ``j`` is.
+    ``digests`` are the keys' digests (8 bytes each, in order); ``runs``
+    locate the packed keys in order; ``same`` is an ``(m, 2)`` int64 array of
+    pairs ``i, j``: repeated key ``i`` is stored where the earlier key ``j`` is.
     """
 
     keys: list[Key]
-    digests: list[bytes]
+    digests: bytes
     runs: list[Run]
-    same: list[list[int]]
+    same: np.ndarray[Any, Any]
 
 
 def pack_rows(
@@ -61,10 +63,10 @@ def pack_rows(
     keys: list[Key] = []
     digests: list[bytes] = []
     runs: list[Run] = []
-    same: list[list[int]] = []
+    same: list[np.ndarray[Any, Any]] = [NO_PAIRS]
     for page_keys, data in rows.live_pages():
         page_digests = digest.rows(data)
-        fresh, page_same = dedup.split(page_digests, data) if dedup else (None, [])
+        fresh, page_same = dedup.split(page_digests, data) if dedup else (None, NO_PAIRS)
         page_runs = pack_uniform(
             data if fresh is None else data[fresh],
             engine.codec.encode,
@@ -75,13 +77,14 @@ def pack_rows(
         keys.extend(page_keys)
         digests.extend(page_digests)
         runs.extend(page_runs)
-        same.extend(page_same)
+        same.append(page_same)
+    packed = PackedRows(keys, b"".join(digests), runs, np.concatenate(same))
     if keys:
-        batch = batch_from_runs(keys, b"".join(digests), runs, same)
+        batch = batch_from_runs(keys, packed.digests, runs, packed.same)
         engine.index.update(zip(keys, engine.table.add(batch), strict=True))
         engine.changed.update(keys)
     rows.clear()
-    return PackedRows(keys, digests, runs, same)
+    return packed
 
 
 def pack_pending(

@@ -145,9 +145,9 @@ def packed_op(entry: JournalEntry, column: str, packed: PackedRows) -> list[Any]
         if as_array.dtype.kind == "i":  # every key an int (a str key makes a str array)
             keys = {"int64": entry.add_inline(as_array.astype("<i8").tobytes())}
     same = None
-    if packed.same:
-        same = entry.add_inline(np.array(packed.same, "<i8").tobytes())
-    digests = entry.add_inline(b"".join(packed.digests))
+    if len(packed.same):
+        same = entry.add_inline(packed.same.astype("<i8").tobytes())
+    digests = entry.add_inline(packed.digests)
     return ["setpacked", column, keys, digests, [list(r) for r in packed.runs], same]
 
 

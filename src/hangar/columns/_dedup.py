@@ -15,12 +15,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEDUP_MIN_BYTES", "RowDedup"]
+__all__ = ["DEDUP_MIN_BYTES", "NO_PAIRS", "RowDedup"]
 
 #: samples smaller than this are not deduplicated: their compressed bytes cost about
 #: what their repeats would, and a label column (10 values in 60k samples) would repeat
 #: almost every row
 DEDUP_MIN_BYTES = 128
+
+#: no repeats: an empty array of pairs
+NO_PAIRS: np.ndarray[Any, Any] = np.empty((0, 2), np.int64)
+NO_PAIRS.flags.writeable = False
 
 
 class RowDedup:
@@ -43,14 +47,15 @@ class RowDedup:
 
     def split(
         self, digests: list[bytes], rows: np.ndarray[Any, Any]
-    ) -> tuple[np.ndarray[Any, Any] | None, list[list[int]]]:
+    ) -> tuple[np.ndarray[Any, Any] | None, np.ndarray[Any, Any]]:
         """The rows of a page to pack, and the repeats: ``[row number, earlier row number]``.
 
         ``rows`` is a 2-D array, one sample per row, ``digests`` their
-        digests. Returns ``(None, [])`` when every row is new (pack the page
-        as it is); otherwise the positions (in this page) of the rows to pack,
-        and a pair per repeated row with the number of the row it repeats,
-        which is always one of the packed rows of this or an earlier page.
+        digests. Returns ``(None, no pairs)`` when every row is new (pack the
+        page as it is); otherwise the positions (in this page) of the rows to
+        pack, and a pair per repeated row (an ``(m, 2)`` int64 array) with the
+        number of the row it repeats, which is always one of the packed rows
+        of this or an earlier page.
         """
         n = len(rows)
         start = self._count
@@ -58,7 +63,7 @@ class RowDedup:
         self._starts.append(start)
         self._count += n
         if not n:
-            return None, []
+            return None, NO_PAIRS
         packed = b"".join(digests)
         if len(packed) != 8 * n:
             raise ValueError("RowDedup takes 8-byte digests, one per row")
@@ -78,13 +83,13 @@ class RowDedup:
         of_row = first[inverse.reshape(-1)]  # the first row of each row's digest
         positions = np.flatnonzero(of_row != np.arange(start, start + n))
         if not len(positions):
-            return None, []
+            return None, NO_PAIRS
         earlier = of_row[positions]
         same = self._confirmed(rows, positions, earlier)
         repeat = positions[same]
         keep = np.ones(n, bool)
         keep[repeat] = False
-        pairs = np.stack([repeat + start, earlier[same]], axis=1).tolist()
+        pairs = np.stack([repeat + start, earlier[same]], axis=1).astype(np.int64)
         return np.flatnonzero(keep), pairs
 
     def _confirmed(
