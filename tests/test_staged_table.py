@@ -332,3 +332,25 @@ def test_packed_ops_only_replay_into_columns_that_take_rows() -> None:
     with pytest.raises(HangarError, match="malformed"):
         replay_entry(_packed_entry(), staging.columns, staging._new_engine, "master")
     co.close()
+
+
+def test_an_entry_with_its_own_shape_sends_the_bucket_down_the_row_path() -> None:
+    """Arrays hold fixed-shape rows only; an entry that records a shape (as a journal of
+    another build might) is committed with the packed rows as entries instead."""
+    repo = new_repo()
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("x", prototype=v(0))
+    col[0] = v(9)
+    co.commit("one")
+    staging = co._staging
+    stored = staging.columns["x"].index[0]
+    op = ["set", "x", 500, None, stored.digest.hex(), [160], list(stored.location), None]
+    replay_entry(JournalEntry([op]), staging.columns, staging._new_engine, "master")
+    with col:
+        for i in range(1, 11):
+            col[i] = v(i)
+    co.commit("two")
+    co.close()
+    r = repo.checkout()["x"]
+    assert int(r[500][0]) == 9
+    assert [int(r[i][0]) for i in range(1, 11)] == list(range(1, 11))

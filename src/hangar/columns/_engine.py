@@ -375,7 +375,13 @@ class ColumnEngine:
                 keys = self._sorted_keys(bucket)
                 slots = list(map(bucket.__getitem__, keys))
                 if any(map(is_packed, slots)):
-                    out.extend(self._write_locations(bucket_locations(keys, slots, self.table)))
+                    locs = bucket_locations(keys, slots, self.table)
+                    if locs is not None:
+                        out.extend(self._write_locations(locs))
+                        continue
+                    entry = self.table.entry  # rows as entries, with the others
+                    slots = [entry(s) if is_packed(s) else s for s in slots]
+                    out.extend(self._write_rows(list(zip(keys, repeat(None), slots))))
                     continue
             out.extend(self._write_rows(self._bucket_rows(bucket)))
         return ColumnRecord(self.schema, tuple(out), count)

@@ -179,11 +179,15 @@ def batch_from_runs(
     )  # fmt: skip
 
 
-def bucket_locations(keys: list[Key], slots: list[Any], table: StagedTable) -> SegmentLocations:
+def bucket_locations(
+    keys: list[Key], slots: list[Any], table: StagedTable
+) -> SegmentLocations | None:
     """The rows of a flat bucket as arrays: ``keys`` (sorted) and their slots.
 
     Slots are packed rows of ``table`` (``~row``) or entries (stored before,
     or replayed from the journal); the result is in the order of ``keys``.
+    None if an entry records its own shape (arrays hold fixed-shape rows only):
+    the caller then encodes the rows as entries.
     """
     n = len(keys)
     whole = table.whole()
@@ -205,6 +209,8 @@ def bucket_locations(keys: list[Key], slots: list[Any], table: StagedTable) -> S
     digests = np.frombuffer(whole.digests or b"", np.uint64)[rows].tobytes()
     if packed_at is not None:
         entries: list[Entry] = [s for s in slots if type(s) is not int]
+        if any(e[2] is not None for e in entries):
+            return None
         digests, columns = _merge_entries(packed_at, digests, columns, entries, chunks, checks)
     return SegmentLocations(
         keys=keys,
@@ -228,8 +234,6 @@ def _merge_entries(  # noqa: PLR0917
 
     ``chunks`` and ``checks`` grow by the names the entries add.
     """
-    if any(e[2] is not None for e in entries):
-        raise ValueError("a fixed-shape column has an entry with its own shape")
     n = len(packed_at)
     locs = list(map(itemgetter(1), entries))
     chunk_pos = {c: i for i, c in enumerate(chunks)}
