@@ -22,7 +22,12 @@ def test_rows_come_back_page_by_page_in_write_order(count: int) -> None:
     assert all(len(keys) <= 10 for keys, _ in pages)
     got = np.concatenate([data for _, data in pages]) if pages else values[:0]
     np.testing.assert_array_equal(got, values)
+    assert index == {}  # writes do not touch the index until it is synced
+    rows.sync()
     assert index == {f"k{i}": i for i in range(count)}
+    rows.put("late", values[0] if count else np.zeros(3, np.int32))
+    rows.sync()
+    assert index["late"] == count
     for i in range(0, count, 7):
         np.testing.assert_array_equal(rows.row(i), values[i])
 

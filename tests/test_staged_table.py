@@ -354,3 +354,38 @@ def test_an_entry_with_its_own_shape_sends_the_bucket_down_the_row_path() -> Non
     r = repo.checkout()["x"]
     assert int(r[500][0]) == 9
     assert [int(r[i][0]) for i in range(1, 11)] == list(range(1, 11))
+
+
+class _Sub(np.ndarray):
+    """An ndarray subclass: written through the general path, not as a row."""
+
+
+def test_reads_deletes_and_slow_writes_inside_a_block_see_every_row_written() -> None:
+    """Rows are indexed only when something looks: each kind of look must see them."""
+    repo = new_repo()
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("x", prototype=v(0))
+    with col:
+        for i in range(100):
+            col[i] = v(i)
+        assert len(col) == 100
+        assert 99 in col
+        assert int(col[42][0]) == 42
+        for i in range(100, 200):
+            col[i] = v(i)
+        assert int(col.get(150)[0]) == 150
+        del col[150]  # a buffered row, deleted
+        col[160] = v(1).view(_Sub)  # not exactly an ndarray: the general path
+        col[170] = v(1)
+        col[170] = v(2)  # written twice in the block
+        assert sorted(col.keys()) == sorted(set(range(200)) - {150})
+        assert co.diff.status() == "DIRTY"
+    assert len(col) == 199
+    assert 150 not in col
+    assert int(col[160][0]) == 1
+    assert int(col[170][0]) == 2
+    co.commit("block")
+    co.close()
+    r = repo.checkout()["x"]
+    want = {i: i % 251 for i in range(200) if i != 150} | {160: 1, 170: 2}
+    assert {k: int(a[0]) for k, a in r.items()} == want

@@ -79,11 +79,11 @@ def pack_rows(
         runs.extend(page_runs)
         same.append(page_same)
     packed = PackedRows(keys, b"".join(digests), runs, np.concatenate(same))
+    rows.clear()  # first: row numbers not indexed yet need never be
     if keys:
         batch = batch_from_runs(keys, packed.digests, runs, packed.same)
         engine.index.update(zip(keys, engine.table.add(batch), strict=True))
         engine.changed.update(keys)
-    rows.clear()
     return packed
 
 

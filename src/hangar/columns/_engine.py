@@ -96,7 +96,7 @@ class ColumnEngine:
         self.cache = cache
         self.nested = schema.column_layout == "nested"
         self.variable = schema.variable_shape
-        self.index = SegmentIndex(
+        self._index = SegmentIndex(
             store, self.base_segments, self.nested, base.samples if base else 0, loaded=loaded
         )
         self.changed: set[Key] = set()
@@ -106,6 +106,14 @@ class ColumnEngine:
         self.unpacked = False  # samples written outside with-blocks wait to be packed
         # inside a writer's with-block, fixed-shape flat ndarray samples go here
         self.rows: RowBuffer | None = None
+
+    @property
+    def index(self) -> SegmentIndex:
+        """``key -> slot`` of the column (rows of an open with-block included)."""
+        rows = self.rows
+        if rows is not None:
+            rows.sync()  # a with-block indexes its rows only when someone looks
+        return self._index
 
     def touched(self) -> set[Key]:
         """Keys changed since the base commit, rows of an open with-block included."""
@@ -424,7 +432,7 @@ class ColumnEngine:
             if i < len(old.segments) and old.segments[i].digest not in written:
                 loaded[old.segments[i].digest] = bucket
         self.base_segments = record.segments
-        self.index = SegmentIndex(
+        self._index = SegmentIndex(
             self.store, record.segments, self.nested, record.samples,
             loaded=loaded, written=written,
         )  # fmt: skip

@@ -1,12 +1,13 @@
 """The fast path of ``with col:`` blocks: fixed-shape samples kept as rows of big arrays.
 
 Inside a with-block, a flat column of fixed-shape ndarrays copies each sample
-into the next row of a preallocated page (one numpy assignment) and puts the
-row number in the column's index; nothing else happens per sample. When the
-block ends, the live rows are digested, packed into chunks and journaled in
-bulk (:meth:`hangar.staging.StagingArea.exit`). A page holds exactly one
-chunk's worth of samples, so pages are packed as they are, never copied
-together.
+into the next row of a preallocated page (one numpy assignment) and appends
+its key to a list; nothing else happens per sample. The column's index learns
+the row numbers only when something reads or changes it
+(:meth:`RowBuffer.sync`). When the block ends, the live rows are digested,
+packed into chunks and journaled in bulk
+(:meth:`hangar.staging.StagingArea.exit`). A page holds exactly one chunk's
+worth of samples, so pages are packed as they are, never copied together.
 """
 
 from __future__ import annotations
@@ -28,17 +29,19 @@ class _Index(Protocol):
 
     def get(self, key: Key, default: Any = None, /) -> Any: ...
 
+    def update(self, pairs: Any, /) -> None: ...
+
 
 class RowBuffer:
     """Buffered fixed-shape samples of one flat ndarray column, in write order.
 
-    Row ``i`` holds the ``i``-th sample written; ``keys[i]`` is its key. The
-    column's index maps a buffered key to its row number (an ``int``), which
-    sets it apart from stored entries and pending samples.
+    Row ``i`` holds the ``i``-th sample written; ``keys[i]`` is its key. Once
+    synced, the column's index maps a buffered key to its row number (an
+    ``int`` >= 0), which sets it apart from stored entries and pending samples.
     """
 
     __slots__ = ("_cap", "_data", "_index", "_page_rows", "_pages", "_row", "_slab_pages",
-                 "_spare", "dirty", "dtype", "keys", "shape")  # fmt: skip
+                 "_spare", "_synced", "dirty", "dtype", "keys", "shape")  # fmt: skip
 
     def __init__(
         self, index: _Index, dtype: np.dtype[Any], shape: tuple[int, ...], page_rows: int
@@ -54,6 +57,7 @@ class RowBuffer:
         self._row = 0  # next free row of the current page
         self._cap = 0  # rows the current page can hold
         self._spare: list[np.ndarray[Any, Any]] = []  # pages of the last slab, not used yet
+        self._synced = 0  # keys[:_synced] are in the index (see sync)
         self._slab_pages = 1  # pages the next slab holds
 
     def put(self, key: Key, value: np.ndarray[Any, Any]) -> None:
@@ -63,9 +67,20 @@ class RowBuffer:
             row = self._grow()
         self._data[row] = value
         self._row = row + 1
+        self.keys.append(key)
+
+    def sync(self) -> None:
+        """Put the rows written since the last sync in the index (``key -> row number``).
+
+        Writes do not touch the index: the column's engine syncs before anyone
+        reads or changes it (:attr:`ColumnEngine.index`), and a block that
+        nobody reads never indexes its row numbers at all.
+        """
         keys = self.keys
-        self._index[key] = len(keys)
-        keys.append(key)
+        n = len(keys)
+        if self._synced != n:
+            self._index.update(zip(keys[self._synced :], range(self._synced, n), strict=True))
+            self._synced = n
 
     def _grow(self) -> int:
         """Make room for one more row; return the row to write in ``self._data``."""
@@ -118,6 +133,8 @@ class RowBuffer:
         n = len(self.keys)
         index = self._index
         clean = not self.dirty and len(set(self.keys)) == n
+        if not clean:
+            self.sync()
         for p, data in enumerate(self._pages):
             first = p * self._page_rows
             keys = self.keys[first : first + self._page_rows]
