@@ -359,6 +359,7 @@ class WriterCheckout(_CheckoutBase):
     def commit(self, commit_message: str) -> str:
         """Commit the staging area to the branch; return the commit id (``a=...``)."""
         self._alive()
+        self._staging.check_usable()
         if not self._staging.has_changes:
             self._lease.verify()  # a writer that lost its lease hears that first
             raise HangarError("No changes made in staging area. Cannot commit.")

@@ -20,6 +20,7 @@ catches the built-in keeps working::
     ├── NameTakenError (ValueError)               a branch or tag of that name exists
     ├── EmptyHistoryError (RuntimeError)          the branch has no commit yet
     ├── UnmergedBranchError (RuntimeError)        removal would drop unmerged history
+    ├── StagingBrokenError (RuntimeError)         a writer could not rebuild its staged state
     └── MergeConflictError (ValueError)           a merge or rebuilt commit met conflicts
 
 ``VersionConflictError`` subclasses ``HangarError`` only: a lost compare-and-swap
@@ -44,6 +45,7 @@ __all__ = [
     "RefNotFoundError",
     "RepositoryNotFoundError",
     "SampleKeyError",
+    "StagingBrokenError",
     "StoreCapabilityError",
     "UnmergedBranchError",
     "VersionConflictError",
@@ -166,6 +168,14 @@ class EmptyHistoryError(HangarError, RuntimeError):
 
 class UnmergedBranchError(HangarError, RuntimeError):
     """Removing the branch would drop history that no other branch holds."""
+
+
+class StagingBrokenError(HangarError, RuntimeError):
+    """A write failed and the writer could not read its staging journal back to recover.
+
+    What was staged before the failure is in the journal: open a new writer
+    checkout to get it back, or ``reset_staging_area()`` to drop it.
+    """
 
 
 class MergeConflictError(HangarError, ValueError):

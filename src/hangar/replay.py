@@ -42,7 +42,9 @@ def replay_entry(
             columns[op[1]] = new_engine(op[1], ColumnSchema.from_dict(op[2]))
             schemas_changed = True
         elif kind == "drop":
-            columns.pop(op[1], None)
+            dropped = columns.pop(op[1], None)
+            if dropped is not None:
+                dropped.dropped = True
             schemas_changed = True
         elif kind == "set":
             _replay_set(columns[op[1]], op, blob)

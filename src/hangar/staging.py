@@ -27,6 +27,7 @@ from hangar.exceptions import (
     HangarError,
     LeaseLostError,
     MergeConflictError,
+    StagingBrokenError,
     VersionConflictError,
 )
 from hangar.format.chunks import (
@@ -97,15 +98,35 @@ class StagingArea:
         self._buffer_depth = 0
         self._buffer: JournalEntry | None = None
         self._buffered: list[Buffered] = []
+        self._broken: str | None = None  # why recovering from a failed write failed
         self._adopt()
 
     def _set_base(self, base: CommitRecord | None, base_commit: str | None) -> None:
-        """Make ``base_commit`` what the staging area starts from, with no change staged."""
+        """Make ``base_commit`` what the staging area starts from, with no change staged.
+
+        Engines of columns the base has (same schema) are rebased in place, so
+        column objects users hold see the new state. The others are parked:
+        dropped until a journal replay or ``add_column`` brings the column back
+        with the same schema.
+        """
         self.base, self.base_commit = base, base_commit
-        self.columns = {
-            name: ColumnEngine(name, rec.schema, self.store, rec, self.cache, digest=self.digest)
-            for name, rec in (base.columns if base else {}).items()
-        }
+        old: dict[str, ColumnEngine] = {**getattr(self, "_parked", {}),
+                                        **getattr(self, "columns", {})}  # fmt: skip
+        self.columns = {}
+        for name, rec in (base.columns if base else {}).items():
+            engine = old.pop(name, None)
+            if engine is not None and engine.schema == rec.schema:
+                engine.rebase(rec)
+            else:
+                if engine is not None:
+                    engine.dropped = True
+                engine = ColumnEngine(name, rec.schema, self.store, rec, self.cache,
+                                      digest=self.digest)  # fmt: skip
+            self.columns[name] = engine
+        for engine in old.values():
+            engine.rebase(None)
+            engine.dropped = True
+        self._parked = old
         self.schemas_changed = False
 
     # ------------------------------------------------------------ journal
@@ -130,10 +151,8 @@ class StagingArea:
             elif live and state.base_commit != self.base_commit:
                 base = read_commit(self.store, state.base_commit) if state.base_commit else None
                 self._set_base(base, state.base_commit)
-        # read before the state names them: an adopted log is pinned at the length read.
-        # On an object store each entry is a round trip: read several at once
-        with ThreadPoolExecutor(_ENTRY_READERS) as pool:
-            adopted = list(pool.map(lambda n: read_entries(self.store, self.branch, n), live))
+        # read before the state names them: an adopted log is pinned at the length read
+        adopted = self._read_entries(live)
         pins = tuple(pin for _, pin in adopted)
         new_state = StagingState(self.lease.epoch, self.base_commit, pins, 0)
         try:
@@ -151,6 +170,57 @@ class StagingArea:
             for entry in entries:
                 self._replay(entry)
 
+    def _read_entries(self, names: list[str]) -> list[tuple[list[JournalEntry], str]]:
+        """The entries of journal entries or logs ``names``, in order, with their pins.
+
+        On an object store each is a round trip: several are read at once.
+        """
+        with ThreadPoolExecutor(_ENTRY_READERS) as pool:
+            return list(pool.map(lambda n: read_entries(self.store, self.branch, n), names))
+
+    def _recover(self, exc: BaseException) -> None:
+        """After a failed with-block exit: back to what the journal holds.
+
+        Whatever the block changed in memory (rows indexed, samples packed for
+        some columns, deletes) is dropped by rebuilding the staged state from
+        the live journal entries; the block's own entry is in it only if its
+        write went through. If the journal cannot be read either, the writer
+        shows its base commit and refuses to stage or commit
+        (:class:`StagingBrokenError`) until it is reopened or reset.
+        """
+        self._log = None  # a failed append may have left a torn frame: start a new log
+        self._buffer = None
+        self._buffered = []
+        try:
+            entries = self._read_entries(self._state.live(list_entries(self.store, self.branch)))
+            self._set_base(self.base, self.base_commit)
+            for found, _ in entries:
+                for entry in found:
+                    self._replay(entry)
+        except Exception as again:  # noqa: BLE001 - any failure leaves the same state
+            self._set_base(self.base, self.base_commit)
+            self._broken = f"{type(again).__name__}: {again}"
+            exc.add_note(
+                "hangar: the with-block's writes were not stored, and reading the staging "
+                f"journal back failed too ({self._broken}); this writer now shows its base "
+                "commit. Open a new writer checkout to get the staged changes back."
+            )
+            return
+        exc.add_note(
+            "hangar: the with-block's writes were not stored; the staging area is back to "
+            "what was stored before the block (nothing staged before it is lost)"
+        )
+
+    def check_usable(self) -> None:
+        """Raise StagingBrokenError if a failed recovery left this writer without its state."""
+        if self._broken is not None:
+            raise StagingBrokenError(
+                f"this writer checkout of branch {self.branch!r} could not rebuild its staged "
+                f"changes after a failed write ({self._broken}). They are in the staging "
+                "journal: open a new writer checkout to get them back, or call "
+                "reset_staging_area() to drop them."
+            )
+
     def _landed(self, committing: str | None) -> bool:
         """Whether commit ``committing`` is in the branch's history (its ref swap happened)."""
         if committing is None or self.base_commit is None:
@@ -165,17 +235,29 @@ class StagingArea:
             self.schemas_changed = True
 
     def _new_engine(self, name: str, schema: ColumnSchema) -> ColumnEngine:
+        """The engine of a column added now: a parked one of that name and schema, or new."""
+        engine = self._parked.pop(name, None)
+        if engine is not None and engine.schema == schema:
+            engine.dropped = False
+            return engine
         return ColumnEngine(name, schema, self.store, None, self.cache, digest=self.digest)
 
     def _write(self, entry: JournalEntry) -> None:
         """Journal one entry: appended to this writer's log where the store can append
         (one write, no new file), else one object of its own."""
+        self.check_usable()
         self.lease.verify()
         if self.store.capabilities.append:
             if self._log is None:
                 self._log = log_name(self.lease.epoch, self._seq)
                 self._seq += 1
-            append_entry(self.store, self.branch, self._log, entry)
+            try:
+                append_entry(self.store, self.branch, self._log, entry)
+            except BaseException:
+                # part of the frame may be there: readers stop at a torn frame, so
+                # nothing may follow it in this log
+                self._log = None
+                raise
             return
         write_entry(self.store, self.branch, self.lease.epoch, self._seq, entry)
         self._seq += 1
@@ -196,6 +278,7 @@ class StagingArea:
     # ----------------------------------------------------- with-block buffer
     def enter(self) -> None:
         if self._buffer_depth == 0:
+            self.check_usable()
             self.lease.check()
             self._buffer = JournalEntry()
             self._buffered = []
@@ -225,6 +308,9 @@ class StagingArea:
             assert buffer is not None
             if buffer.ops:
                 self._write(buffer)
+        except BaseException as exc:
+            self._recover(exc)
+            raise
         finally:
             self._buffer = None
             for engine in self.columns.values():
@@ -298,7 +384,7 @@ class StagingArea:
         if self._buffer is not None:
             self._flush_buffered()  # keep the journal in the order things happened
         self._emit(["add", name, schema.to_dict()])
-        engine = ColumnEngine(name, schema, self.store, None, self.cache, digest=self.digest)
+        engine = self._new_engine(name, schema)
         self.columns[name] = engine
         if self._buffer is not None:
             self._start_rows(engine)
@@ -309,10 +395,11 @@ class StagingArea:
         if self._buffer is not None:
             self._flush_buffered()
         self._emit(["drop", name])
-        del self.columns[name]
+        self.columns.pop(name).dropped = True
         self.schemas_changed = True
 
     def set(self, engine: ColumnEngine, key: Key, subkey: Key | None, pending: Pending) -> None:
+        engine.check_current()
         if self._buffer is not None:
             # journaled in bulk when the block ends; ops for columns added or dropped
             # inside the block stay in order before these sets
@@ -351,6 +438,7 @@ class StagingArea:
             return self._commit(message, user_name, user_email)
 
     def _commit(self, message: str, user_name: str, user_email: str) -> str:
+        self.check_usable()
         self.lease.check()
         if self._buffer is not None:
             raise HangarError(
@@ -500,6 +588,7 @@ class StagingArea:
                 "reset_staging_area() inside a `with column:` block: leave the block first"
             )
         head, version = self._current_ref("reset")
+        self._broken = None  # the reset drops what could not be rebuilt
         if head != self.base_commit:  # a merge moved the branch: start from its head
             self.lease.moved_ref(BranchRef(head, self.lease.epoch), version)
             base = read_commit(self.store, head) if head else None

@@ -148,6 +148,7 @@ class ColumnBase:
 
     def get(self, key: Any, default: Any = None) -> Any:
         """``self[key]``, or ``default`` if there is no such sample."""
+        self._engine.check_current()
         try:
             return self[key]  # type: ignore[index]
         except KeyError:

@@ -17,7 +17,7 @@ from hangar._gcpause import gc_paused
 from hangar.columns._index import SegmentIndex, SegmentView
 from hangar.columns._rows import RowBuffer
 from hangar.columns._table import StagedTable, bucket_locations, is_packed
-from hangar.exceptions import CorruptionError, ObjectNotFoundError, ReadOnlyError
+from hangar.exceptions import CorruptionError, ObjectNotFoundError, ReadOnlyError, SampleKeyError
 from hangar.format.chunks import BlockCache, SampleLocation, block_check, digest_bytes
 from hangar.format.codec import BlockCodec
 from hangar.format.commits import ColumnRecord
@@ -91,14 +91,25 @@ class ColumnEngine:
         self.schema = schema
         self.digest = digest
         self.store = store
-        self.base_segments: tuple[SegmentRef, ...] = base.segments if base else ()
         self.codec = BlockCodec.from_metadata(schema.codecs, schema.np_dtype)
         self.cache = cache
         self.nested = schema.column_layout == "nested"
         self.variable = schema.variable_shape
+        self.rebase(base, loaded=loaded)
+
+    def rebase(
+        self, base: ColumnRecord | None, *, loaded: dict[str, dict[Key, Any]] | None = None
+    ) -> None:
+        """Start again from ``base`` (the column at a commit; None: empty), nothing staged.
+
+        The staging area rebases its engines in place (after a reset, a merge
+        or a failed write), so the column objects users hold stay current.
+        """
+        self.base_segments: tuple[SegmentRef, ...] = base.segments if base else ()
         self._index = SegmentIndex(
-            store, self.base_segments, self.nested, base.samples if base else 0, loaded=loaded
-        )
+            self.store, self.base_segments, self.nested, base.samples if base else 0,
+            loaded=loaded,
+        )  # fmt: skip
         self.changed: set[Key] = set()
         # segments the last build_record wrote: their rows, or a view of their arrays
         self._written: dict[str, list[Row] | SegmentView] = {}
@@ -106,6 +117,7 @@ class ColumnEngine:
         self.unpacked = False  # samples written outside with-blocks wait to be packed
         # inside a writer's with-block, fixed-shape flat ndarray samples go here
         self.rows: RowBuffer | None = None
+        self.dropped = False  # no longer a column of its checkout (see index)
 
     @property
     def index(self) -> SegmentIndex:
@@ -113,7 +125,18 @@ class ColumnEngine:
         rows = self.rows
         if rows is not None:
             rows.sync()  # a with-block indexes its rows only when someone looks
+        elif self.dropped:
+            self.check_current()
         return self._index
+
+    def check_current(self) -> None:
+        """Raise SampleKeyError if the column is no longer in its checkout."""
+        if self.dropped:
+            raise SampleKeyError(
+                f"column {self.name!r} is no longer in this checkout (it was dropped, or the "
+                "staging area was reset to a commit without it); get the column again "
+                "from co.columns"
+            )
 
     def touched(self) -> set[Key]:
         """Keys changed since the base commit, rows of an open with-block included."""

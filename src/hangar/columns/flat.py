@@ -25,8 +25,9 @@ class FlatSampleReader(ColumnBase):
 
     def __getitem__(self, key: Key) -> Any:
         """The sample stored under ``key``; KeyError if there is none."""
+        index = self._engine.index  # a column no longer in its checkout raises here
         try:
-            slot = self._engine.index[key]
+            slot = index[key]
         except KeyError:
             raise SampleKeyError(f"no sample {key!r} in column {self.column!r}") from None
         return self._engine.read(slot)
@@ -92,6 +93,7 @@ class FlatSampleWriter(FlatSampleReader):
 
     def pop(self, key: Key, default: Any = _MISSING) -> Any:
         """Remove the sample under ``key`` and return it."""
+        self._engine.check_current()
         try:
             value = self[key]
         except KeyError:

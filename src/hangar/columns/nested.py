@@ -49,8 +49,9 @@ class FlatSubsampleReader:
         return iter(self.keys())
 
     def __getitem__(self, subkey: Key) -> Any:
+        subs = self._subs()  # a column no longer in its checkout raises here
         try:
-            slot = self._subs()[subkey]
+            slot = subs[subkey]
         except KeyError:
             raise SampleKeyError(
                 f"no subsample {subkey!r} in sample {self.sample!r} of column {self._engine.name!r}"
@@ -58,6 +59,7 @@ class FlatSubsampleReader:
         return self._engine.read(slot)
 
     def get(self, subkey: Key, default: Any = None) -> Any:
+        self._engine.check_current()
         try:
             return self[subkey]
         except KeyError:
@@ -111,6 +113,7 @@ class FlatSubsampleWriter(FlatSubsampleReader):
         staging.delete(self._engine, self.sample, subkey)
 
     def pop(self, subkey: Key, default: Any = _MISSING) -> Any:
+        self._engine.check_current()
         try:
             value = self[subkey]
         except KeyError:
