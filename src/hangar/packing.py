@@ -10,6 +10,7 @@ samples' locations. Journaling what was packed stays with the staging area.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,12 +20,13 @@ import numpy as np
 from hangar.columns._dedup import DEDUP_MIN_BYTES, NO_PAIRS, RowDedup
 from hangar.columns._engine import ColumnEngine, Pending
 from hangar.columns._rows import RowBuffer
-from hangar.columns._table import batch_from_runs
+from hangar.columns._table import LOCATION_COLUMNS, run_columns
+from hangar.exceptions import HangarError
 from hangar.format.chunks import ChunkPacker, Run, SampleLocation, expand_runs, pack_uniform
-from hangar.format.manifest import Entry, Key
+from hangar.format.manifest import Entry, Key, SegmentLocations
 from hangar.format.sample_digest import SampleDigest
 
-__all__ = ["Buffered", "PackedRows", "is_live", "pack_pending", "pack_rows"]
+__all__ = ["Buffered", "PackedRows", "RowPacker", "is_live", "pack_pending", "pack_rows"]
 
 #: a sample written inside a with-block through the general path
 Buffered = tuple[ColumnEngine, Key, "Key | None", Pending]
@@ -47,44 +49,162 @@ class PackedRows:
     same: np.ndarray[Any, Any]
 
 
-def pack_rows(
-    engine: ColumnEngine, rows: RowBuffer, digest: SampleDigest, store_chunk: StoreChunk
-) -> PackedRows:
-    """Pack a column's buffered rows into chunks (a page each) and index them.
+class RowPacker:
+    """Packs one column's with-block rows, page by page, into chunks and its staged table.
 
-    A sample whose bytes repeat an earlier sample of the block is not packed
-    again: it gets that sample's location (:class:`RowDedup`). The packed
-    rows join the column's :class:`~hangar.columns._table.StagedTable` as
-    arrays, and the index points each key at its row there. The buffer is
-    cleared.
+    Each page added is digested, checked for repeats of earlier rows of the
+    block (:class:`RowDedup`), packed into chunks (one chunk per page), and
+    added to the column's :class:`~hangar.columns._table.StagedTable` as one
+    batch; the index then points its keys there. Pages come from the block's
+    end, or during the block when its buffer outgrows its budget
+    (:mod:`hangar.columns._rows`). :meth:`finish` returns what the journal op
+    records for all of them.
     """
-    schema = engine.schema
-    dedup = RowDedup() if engine.schema.sample_nbytes >= DEDUP_MIN_BYTES else None
-    keys: list[Key] = []
-    digests: list[bytes] = []
-    runs: list[Run] = []
-    same: list[np.ndarray[Any, Any]] = [NO_PAIRS]
-    for page_keys, data in rows.live_pages():
-        page_digests = digest.rows(data)
-        fresh, page_same = dedup.split(page_digests, data) if dedup else (None, NO_PAIRS)
-        page_runs = pack_uniform(
+
+    def __init__(self, engine: ColumnEngine, digest: SampleDigest, store_chunk: StoreChunk):
+        self.engine = engine
+        self._digest = digest
+        self._store_chunk = store_chunk
+        big = engine.schema.sample_nbytes >= DEDUP_MIN_BYTES
+        self._dedup = RowDedup() if big else None
+        self._keys: list[Key] = []
+        self._digests: list[bytes] = []
+        self._runs: list[Run] = []
+        self._same: list[np.ndarray[Any, Any]] = [NO_PAIRS]
+        self._chunks: dict[str, int] = {}  # names every page's batch numbers its chunks by
+        self._checks: dict[str, int] = {}
+        self._columns: list[dict[str, np.ndarray[Any, Any]]] = []  # per page
+        self._starts: list[int] = []  # number of each page's first row
+        self._slots: list[int] = []  # the index slot of each page's first row
+        self._early = 0  # rows packed before the block's end (they may be dead by then)
+        self.failed: BaseException | None = None
+
+    def add(self, keys: list[Key], data: np.ndarray[Any, Any], *, early: bool = False) -> None:
+        """Pack one page: ``keys`` and their rows (a 2-D array), all live.
+
+        ``early``: the block has not ended (its buffer outgrew its budget), so
+        a key of this page may still be written again or deleted in the block
+        (:meth:`fixups`).
+        """
+        if self.failed is not None:
+            raise HangarError(
+                f"column {self.engine.name!r}: packing this with-block's samples failed "
+                f"earlier ({self.failed!r}); its writes are not stored"
+            ) from self.failed
+        try:
+            self._add(keys, data, early)
+        except BaseException as exc:
+            self.failed = exc  # the repeat finder saw the page: it cannot be added again
+            raise
+
+    def _add(self, keys: list[Key], data: np.ndarray[Any, Any], early: bool) -> None:
+        engine, schema = self.engine, self.engine.schema
+        n = len(keys)
+        start = len(self._keys)
+        page_digests = self._digest.rows(data)
+        fresh, pairs = self._dedup.split(page_digests, data) if self._dedup else (None, NO_PAIRS)
+        runs = pack_uniform(
             data if fresh is None else data[fresh],
             engine.codec.encode,
             schema.block_bytes,
             schema.chunk_bytes,
-            store_chunk,
+            self._store_chunk,
         )
-        keys.extend(page_keys)
-        digests.extend(page_digests)
-        runs.extend(page_runs)
-        same.append(page_same)
-    packed = PackedRows(keys, b"".join(digests), runs, np.concatenate(same))
-    rows.clear()  # first: row numbers not indexed yet need never be
-    if keys:
-        batch = batch_from_runs(keys, packed.digests, runs, packed.same)
-        engine.index.update(zip(keys, engine.table.add(batch), strict=True))
+        columns = self._page_columns(n, start, runs, pairs)
+        digests = b"".join(page_digests)
+        batch = SegmentLocations(
+            keys=keys, chunks=list(self._chunks), block_checks=list(self._checks),
+            fixed_shape=True, digests=digests, **columns,
+        )  # fmt: skip
+        self._keys.extend(keys)
+        self._digests.append(digests)
+        self._runs.extend(runs)
+        self._same.append(pairs)
+        self._columns.append(columns)
+        self._starts.append(start)
+        slots = engine.table.add(batch)
+        self._slots.append(slots.start)
+        if early:
+            self._early = len(self._keys)
+        engine.index.update(zip(keys, slots, strict=True))
         engine.changed.update(keys)
-    return packed
+
+    def _page_columns(
+        self, n: int, start: int, runs: list[Run], pairs: np.ndarray[Any, Any]
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """Location columns of a page's rows: packed ones from ``runs``, repeats copied."""
+        out = {name: np.empty(n, np.int64) for name in LOCATION_COLUMNS}
+        here = pairs[:, 0] - start  # the page's repeated rows
+        fresh = np.ones(n, bool)
+        fresh[here] = False
+        for name, values in run_columns(runs, self._chunks, self._checks).items():
+            out[name][fresh] = values
+        firsts = pairs[:, 1]
+        local = firsts >= start
+        for column in out.values():
+            column[here[local]] = column[firsts[local] - start]
+        if not local.all():  # repeats of rows of earlier pages
+            earlier = self._gather(firsts[~local])
+            for name, column in out.items():
+                column[here[~local]] = earlier[name]
+        return out
+
+    def _gather(self, rows: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
+        """Location columns of earlier pages' rows (numbered from the block's first row)."""
+        page_of = np.searchsorted(np.asarray(self._starts), rows, side="right") - 1
+        out = {name: np.empty(len(rows), np.int64) for name in LOCATION_COLUMNS}
+        for p in np.unique(page_of).tolist():
+            sel = page_of == p
+            for name, column in out.items():
+                column[sel] = self._columns[p][name][rows[sel] - self._starts[p]]
+        return out
+
+    def fixups(self) -> list[list[Any]]:
+        """Journal ops that put right the keys of early pages changed after they were packed.
+
+        The block's journal entry lists its deletes, then its other samples,
+        then every packed row in order (:meth:`finish`); a key packed early and
+        deleted, or written through the general path, later in the block needs
+        one more op after those: a ``del``, or a ``set`` at its location.
+        """
+        if not self._early:
+            return []
+        name = self.engine.name
+        last = dict(zip(self._keys, range(len(self._keys)), strict=True))
+        index = self.engine.index
+        ops: list[list[Any]] = []
+        for key in dict.fromkeys(self._keys[: self._early]):
+            row = last[key]
+            p = bisect.bisect_right(self._starts, row) - 1
+            have = index.get(key)
+            if have == self._slots[p] - (row - self._starts[p]):
+                continue  # its last packed row is its value: the op order says so
+            if have is None:
+                ops.append(["del", name, key, None])
+                continue
+            entry = self.engine.table.entry(have) if isinstance(have, int) else have
+            shape = None if entry.shape is None else list(entry.shape)
+            ops.append(["set", name, key, None, entry.digest.hex(), shape,
+                        list(entry.location), None])  # fmt: skip
+        return ops
+
+    def finish(self) -> PackedRows:
+        """What the pages added come to, for the block's journal op."""
+        return PackedRows(
+            self._keys, b"".join(self._digests), self._runs, np.concatenate(self._same)
+        )
+
+
+def pack_rows(rows: RowBuffer, packer: RowPacker) -> PackedRows:
+    """Pack the rows still buffered at a with-block's end and return the whole block's.
+
+    The buffer is cleared first, so row numbers nobody indexed never are.
+    """
+    pages = list(rows.live_pages())
+    rows.clear()
+    for keys, data in pages:
+        packer.add(keys, data)
+    return packer.finish()
 
 
 def pack_pending(

@@ -58,7 +58,7 @@ from hangar.format.staging import (
     write_state,
 )
 from hangar.merge import conflict_lines, merge_columns, now_iso
-from hangar.packing import Buffered, is_live, pack_pending, pack_rows
+from hangar.packing import Buffered, RowPacker, is_live, pack_pending, pack_rows
 from hangar.refs import is_ancestor
 from hangar.replay import packed_op, replay_entry
 from hangar.store import Store, Version
@@ -98,6 +98,7 @@ class StagingArea:
         self._buffer_depth = 0
         self._buffer: JournalEntry | None = None
         self._buffered: list[Buffered] = []
+        self._packers: dict[str, RowPacker] = {}  # per column, in an open with-block
         self._broken: str | None = None  # why recovering from a failed write failed
         self._adopt()
 
@@ -191,6 +192,7 @@ class StagingArea:
         self._log = None  # a failed append may have left a torn frame: start a new log
         self._buffer = None
         self._buffered = []
+        self._packers = {}
         try:
             entries = self._read_entries(self._state.live(list_entries(self.store, self.branch)))
             self._set_base(self.base, self.base_commit)
@@ -282,21 +284,29 @@ class StagingArea:
             self.lease.check()
             self._buffer = JournalEntry()
             self._buffered = []
+            self._packers = {}
             for engine in self.columns.values():
                 self._start_rows(engine)
             _gcpause.pause()
         self._buffer_depth += 1
 
-    @staticmethod
-    def _start_rows(engine: ColumnEngine) -> None:
+    def _start_rows(self, engine: ColumnEngine) -> None:
         if engine.takes_rows:
             schema = engine.schema
             _, per_chunk = uniform_layout(
                 schema.sample_nbytes, schema.block_bytes, schema.chunk_bytes
             )
             engine.rows = RowBuffer(
-                engine.index.fast_target(), schema.np_dtype, schema.shape or (), per_chunk
-            )
+                engine.index.fast_target(), schema.np_dtype, schema.shape or (), per_chunk,
+                spill=lambda keys, rows: self._packer(engine).add(keys, rows, early=True),
+            )  # fmt: skip
+
+    def _packer(self, engine: ColumnEngine) -> RowPacker:
+        """The packer of a column's rows in the open with-block (made when first needed)."""
+        packer = self._packers.get(engine.name)
+        if packer is None or packer.engine is not engine:
+            packer = self._packers[engine.name] = RowPacker(engine, self.digest, self._store_chunk)
+        return packer
 
     def exit(self) -> None:
         self._buffer_depth -= 1
@@ -313,6 +323,7 @@ class StagingArea:
             raise
         finally:
             self._buffer = None
+            self._packers = {}
             for engine in self.columns.values():
                 engine.rows = None
             _gcpause.resume()
@@ -351,10 +362,13 @@ class StagingArea:
 
     def _flush_rows(self, engine: ColumnEngine, rows: RowBuffer) -> None:
         """Pack a column's buffered rows and journal them: one op for the whole column."""
-        packed = pack_rows(engine, rows, self.digest, self._store_chunk)
+        packer = self._packer(engine)
+        packed = pack_rows(rows, packer)
+        del self._packers[engine.name]
         if packed.keys:
             assert self._buffer is not None
             self._buffer.ops.append(packed_op(self._buffer, engine.name, packed))
+            self._buffer.ops.extend(packer.fixups())
 
     def _emit_set(  # noqa: PLR0917
         self,

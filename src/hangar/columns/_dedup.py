@@ -15,12 +15,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEDUP_MIN_BYTES", "NO_PAIRS", "RowDedup"]
+__all__ = ["DEDUP_MIN_BYTES", "DEDUP_WINDOW_BYTES", "NO_PAIRS", "RowDedup"]
 
 #: samples smaller than this are not deduplicated: their compressed bytes cost about
 #: what their repeats would, and a label column (10 values in 60k samples) would repeat
 #: almost every row
 DEDUP_MIN_BYTES = 128
+
+#: raw bytes of the pages a RowDedup keeps to confirm repeats against; a repeat of a row in
+#: a page it has let go of is stored again (a with-block far larger than this stays bounded)
+DEDUP_WINDOW_BYTES = 128 << 20
 
 #: no repeats: an empty array of pairs
 NO_PAIRS: np.ndarray[Any, Any] = np.empty((0, 2), np.int64)
@@ -36,9 +40,13 @@ class RowDedup:
     a page is split with a few numpy calls instead of a dict lookup per row.
     """
 
-    __slots__ = ("_count", "_firsts", "_pages", "_seen", "_starts")
+    __slots__ = ("_count", "_firsts", "_kept", "_pages", "_seen", "_starts", "_window")
 
-    def __init__(self) -> None:
+    def __init__(self, window_bytes: int | None = None) -> None:
+        """``window_bytes``: raw bytes of recent pages kept to confirm repeats against
+        (default :data:`DEDUP_WINDOW_BYTES`)."""
+        self._window = DEDUP_WINDOW_BYTES if window_bytes is None else window_bytes
+        self._kept = 0  # bytes of the pages kept
         self._seen: np.ndarray[Any, Any] = np.empty(0, np.uint64)  # sorted digests
         self._firsts: np.ndarray[Any, Any] = np.empty(0, np.int64)  # number of each one's row
         self._pages: list[np.ndarray[Any, Any]] = []
@@ -59,8 +67,10 @@ class RowDedup:
         """
         n = len(rows)
         start = self._count
+        self._forget_old(rows.nbytes)
         self._pages.append(rows)
         self._starts.append(start)
+        self._kept += rows.nbytes
         self._count += n
         if not n:
             return None, NO_PAIRS
@@ -91,6 +101,21 @@ class RowDedup:
         keep[repeat] = False
         pairs = np.stack([repeat + start, earlier[same]], axis=1).astype(np.int64)
         return np.flatnonzero(keep), pairs
+
+    def _forget_old(self, coming: int) -> None:
+        """Let go of the oldest pages until ``coming`` more bytes fit in the window.
+
+        Their rows stop being firsts: a later repeat of one is packed again.
+        """
+        dropped = False
+        while self._pages and self._kept + coming > self._window:
+            self._kept -= self._pages.pop(0).nbytes
+            self._starts.pop(0)
+            dropped = True
+        if dropped:
+            boundary = self._starts[0] if self._starts else self._count
+            keep = self._firsts >= boundary
+            self._seen, self._firsts = self._seen[keep], self._firsts[keep]
 
     def _confirmed(
         self,

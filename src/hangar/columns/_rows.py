@@ -8,18 +8,25 @@ the row numbers only when something reads or changes it
 packed into chunks and journaled in bulk
 (:meth:`hangar.staging.StagingArea.exit`). A page holds exactly one chunk's
 worth of samples, so pages are packed as they are, never copied together.
+
+A block larger than :data:`SPILL_BYTES` does not wait for its end: when the
+pages it holds reach that size, the oldest is packed (``spill``) and let go,
+so a with-block over a dataset larger than memory stays bounded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
 
 from hangar.format.manifest import Key
 
-__all__ = ["RowBuffer"]
+__all__ = ["SPILL_BYTES", "RowBuffer"]
+
+#: raw bytes of rows a with-block holds per column before it packs its oldest page
+SPILL_BYTES = 128 << 20
 
 
 class _Index(Protocol):
@@ -41,24 +48,30 @@ class RowBuffer:
     """
 
     __slots__ = ("_cap", "_data", "_index", "_page_rows", "_pages", "_row", "_slab_pages",
-                 "_spare", "_synced", "dirty", "dtype", "keys", "shape")  # fmt: skip
+                 "_spare", "_spill", "_spilled", "_synced", "dirty", "dtype", "keys",
+                 "shape")  # fmt: skip
 
     def __init__(
-        self, index: _Index, dtype: np.dtype[Any], shape: tuple[int, ...], page_rows: int
-    ) -> None:
+        self, index: _Index, dtype: np.dtype[Any], shape: tuple[int, ...], page_rows: int,
+        spill: Callable[[list[Key], np.ndarray[Any, Any]], None] | None = None,
+    ) -> None:  # fmt: skip
+        """``spill(keys, rows)`` packs a page of live rows before the block ends (see
+        :data:`SPILL_BYTES`); without it every row waits for the block's end."""
         self.dtype = dtype
         self.shape = shape
         self.keys: list[Key] = []
         self.dirty = False  # a buffered key was deleted or overwritten by a slower path
         self._index = index
         self._page_rows = max(1, page_rows)
-        self._pages: list[np.ndarray[Any, Any]] = []
+        self._pages: list[np.ndarray[Any, Any] | None] = []
         self._data: np.ndarray[Any, Any] = np.empty((0, *shape), dtype)
         self._row = 0  # next free row of the current page
         self._cap = 0  # rows the current page can hold
         self._spare: list[np.ndarray[Any, Any]] = []  # pages of the last slab, not used yet
         self._synced = 0  # keys[:_synced] are in the index (see sync)
         self._slab_pages = 1  # pages the next slab holds
+        self._spill = spill
+        self._spilled = 0  # pages packed and let go (their _pages entries are None)
 
     def put(self, key: Key, value: np.ndarray[Any, Any]) -> None:
         """Copy ``value`` (already checked: same dtype and shape) into a new row for ``key``."""
@@ -92,6 +105,7 @@ class RowBuffer:
             self._pages[-1] = self._data = data
         else:
             if self._pages:
+                self._spill_if_full()
                 self._data = self._new_page()
             else:
                 self._data = np.empty((min(full, 64), *self.shape), self.dtype)
@@ -100,25 +114,53 @@ class RowBuffer:
         self._cap = len(self._data)
         return self._row
 
+    def _spill_if_full(self) -> None:
+        """Pack and let go of the oldest page if the pages held reach :data:`SPILL_BYTES`."""
+        held = len(self._pages) - self._spilled
+        if self._spill is None or held * self._data.nbytes < SPILL_BYTES:
+            return
+        p = self._spilled
+        first = p * self._page_rows
+        page = self._pages[p]
+        assert page is not None
+        keys = self.keys[first : first + self._page_rows]
+        rows = page.reshape(len(keys), -1)
+        self.sync()  # a row is live if the index still names it (not written again since)
+        index = self._index
+        live = [j for j, k in enumerate(keys, first) if index.get(k) == j]
+        if len(live) != len(keys):
+            keys = [self.keys[j] for j in live]
+            rows = rows[[j - first for j in live]]
+        if keys:
+            self._spill(keys, rows)  # raises: the page stays, nothing changed here
+        self._pages[p] = None
+        self._spilled += 1
+
     def _new_page(self) -> np.ndarray[Any, Any]:
         """An empty full page, cut from a slab of pages allocated together.
 
-        Slabs double (up to 16 pages): a long block's rows land in a few large
-        allocations, which numpy asks the kernel to back with huge pages
-        (>= 4 MiB), so writing them first costs about half the page faults.
+        Slabs double (up to 16 pages, and a quarter of :data:`SPILL_BYTES`):
+        a long block's rows land in a few large allocations, which numpy asks
+        the kernel to back with huge pages (>= 4 MiB), so writing them first
+        costs about half the page faults.
         """
         if not self._spare:
             full = self._page_rows
             count = self._slab_pages
             slab = np.empty((count * full, *self.shape), self.dtype)
             self._spare = [slab[i * full : (i + 1) * full] for i in range(count)]
-            self._slab_pages = min(2 * count, 16)
+            # a slab is freed when all its pages are: keep it well inside the spill budget
+            most = max(1, SPILL_BYTES // (4 * max(slab.nbytes // count, 1)))
+            self._slab_pages = min(2 * count, 16, most)
         return self._spare.pop(0)
 
     def row(self, i: int) -> np.ndarray[Any, Any]:
         """A copy of row ``i``."""
         page, row = divmod(i, self._page_rows)
-        out: np.ndarray[Any, Any] = self._pages[page][row].copy()
+        data = self._pages[page]
+        if data is None:  # never: the index names packed rows, not spilled row numbers
+            raise IndexError(f"row {i} was packed before the block ended")
+        out: np.ndarray[Any, Any] = data[row].copy()
         return out
 
     def __len__(self) -> int:
@@ -136,6 +178,8 @@ class RowBuffer:
         if not clean:
             self.sync()
         for p, data in enumerate(self._pages):
+            if data is None:  # spilled: packed already
+                continue
             first = p * self._page_rows
             keys = self.keys[first : first + self._page_rows]
             rows = data[: len(keys)].reshape(len(keys), -1)
@@ -151,4 +195,6 @@ class RowBuffer:
 
     def clear(self) -> None:
         """Forget every row (they were packed)."""
-        self.__init__(self._index, self.dtype, self.shape, self._page_rows)  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            self._index, self.dtype, self.shape, self._page_rows, self._spill
+        )

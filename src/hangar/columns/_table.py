@@ -21,7 +21,14 @@ import numpy as np
 from hangar.format.chunks import Run
 from hangar.format.manifest import Entry, Key, SegmentLocations
 
-__all__ = ["StagedTable", "batch_from_runs", "bucket_locations", "is_packed"]
+__all__ = [
+    "LOCATION_COLUMNS",
+    "StagedTable",
+    "batch_from_runs",
+    "bucket_locations",
+    "is_packed",
+    "run_columns",
+]
 
 
 def is_packed(slot: object) -> TypeGuard[int]:
@@ -123,7 +130,7 @@ def _concat(batches: list[SegmentLocations]) -> SegmentLocations:
     )
 
 
-_LOCATION_COLUMNS = ("chunk_index", "block_offset", "block_size", "check_index", "item_offset",
+LOCATION_COLUMNS = ("chunk_index", "block_offset", "block_size", "check_index", "item_offset",
                      "item_nbytes")  # fmt: skip
 
 
@@ -151,11 +158,39 @@ def batch_from_runs(
         fresh[i] = False
         if int(n - fresh.sum()) != len(pairs) or not fresh[j].all():
             raise ValueError("a key repeats twice, or repeats a repeat")
-    counts = np.array([r[5] for r in runs], np.int64)
-    if (counts < 0).any() or int(counts.sum()) != int(fresh.sum()):
+    covered = run_columns(runs, {}, {})
+    if len(covered["item_offset"]) != int(fresh.sum()):
         raise ValueError("the runs do not cover the keys")
-    chunks: dict[str, int] = {}
-    checks: dict[str, int] = {}
+    out = {name: np.empty(n, np.int64) for name in LOCATION_COLUMNS}
+    at = np.flatnonzero(fresh)
+    for name, values in covered.items():
+        out[name][at] = values
+    if len(pairs):
+        for column in out.values():
+            column[pairs[:, 0]] = column[pairs[:, 1]]
+    return SegmentLocations(
+        keys=keys, chunks=list(covered.chunks), block_checks=list(covered.checks),
+        fixed_shape=True, digests=digests, **out,
+    )  # fmt: skip
+
+
+class RunColumns(dict[str, Any]):
+    """Location columns of the samples some runs cover, and the names their indexes use."""
+
+    chunks: dict[str, int]
+    checks: dict[str, int]
+
+
+def run_columns(runs: list[Run], chunks: dict[str, int], checks: dict[str, int]) -> RunColumns:
+    """The location columns (``LOCATION_COLUMNS``) of every sample ``runs`` cover, in order.
+
+    Chunk and check names are numbered in ``chunks`` and ``checks``, which
+    grow with names not in them yet (a column's pages share them). Raises
+    ValueError for a run with a negative count.
+    """
+    counts = np.array([r[5] for r in runs], np.int64)
+    if (counts < 0).any():
+        raise ValueError("a run with a negative count")
     per_run = {
         "chunk_index": [chunks.setdefault(r[0], len(chunks)) for r in runs],
         "block_offset": [r[1] for r in runs],
@@ -163,20 +198,16 @@ def batch_from_runs(
         "check_index": [checks.setdefault(r[3], len(checks)) for r in runs],
         "item_nbytes": [r[6] for r in runs],
     }
-    out = {name: np.empty(n, np.int64) for name in _LOCATION_COLUMNS}
-    at = np.flatnonzero(fresh)
-    for name, values in per_run.items():
-        out[name][at] = np.repeat(np.array(values, np.int64), counts)
-    within = np.arange(len(at), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    out = RunColumns(
+        {name: np.repeat(np.array(values, np.int64), counts) for name, values in per_run.items()}
+    )
+    within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(counts) - counts, counts
+    )
     item_offset = np.repeat(np.array([r[4] for r in runs], np.int64), counts)
-    out["item_offset"][at] = item_offset + within * out["item_nbytes"][at]
-    if len(pairs):
-        for column in out.values():
-            column[pairs[:, 0]] = column[pairs[:, 1]]
-    return SegmentLocations(
-        keys=keys, chunks=list(chunks), block_checks=list(checks), fixed_shape=True,
-        digests=digests, **out,
-    )  # fmt: skip
+    out["item_offset"] = item_offset + within * out["item_nbytes"]
+    out.chunks, out.checks = chunks, checks
+    return out
 
 
 def bucket_locations(
