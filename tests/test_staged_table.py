@@ -36,6 +36,13 @@ def new_repo() -> Repository:
     return repo
 
 
+def new_column() -> tuple[Repository, Any, Any]:
+    """A new repository, its writer checkout, and an empty uint8[160] column "x"."""
+    repo = new_repo()
+    co = repo.checkout(write=True)
+    return repo, co, co.add_ndarray_column("x", prototype=v(0))
+
+
 def v(i: int) -> np.ndarray:
     return np.full(160, i % 251, np.uint8)  # >= 128 bytes: repeats are deduplicated
 
@@ -62,9 +69,7 @@ def assert_same_as_row_encoding(datas: list[bytes]) -> None:
 
 
 def test_with_block_rows_stay_arrays_until_commit() -> None:
-    repo = new_repo()
-    co = repo.checkout(write=True)
-    col = co.add_ndarray_column("x", prototype=v(0))
+    repo, co, col = new_column()
     with col:
         for i in range(500):
             col[i] = v(i % 300)  # 200 repeats
@@ -92,9 +97,7 @@ def test_buckets_mixing_packed_rows_entries_and_changes(
     """Stored entries, journal-replayed entries, several blocks, overwrites and deletes in
     the same buckets: the commit holds the last value of each key."""
     monkeypatch.setattr(engine_module, "SEGMENT_ROWS", 7)
-    repo = new_repo()
-    co = repo.checkout(write=True)
-    col = co.add_ndarray_column("x", prototype=v(0))
+    repo, co, col = new_column()
     model: dict[Any, int] = {}
     for i in range(0, 60, 2):
         col[i] = v(i)
@@ -158,9 +161,7 @@ def test_staged_diff_of_packed_rows_matches_naked_writes() -> None:
 
 
 def test_a_failed_commit_keeps_the_packed_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = new_repo()
-    co = repo.checkout(write=True)
-    col = co.add_ndarray_column("x", prototype=v(0))
+    repo, co, col = new_column()
     with col:
         for i in range(100):
             col[i] = v(i)
@@ -235,9 +236,7 @@ def test_a_reopened_writer_gets_the_packed_rows_back_from_the_journal(kind: str)
             return i
         return f"k{i}"
 
-    repo = new_repo()
-    co = repo.checkout(write=True)
-    col = co.add_ndarray_column("x", prototype=v(0))
+    repo, co, col = new_column()
     with col:
         for i in range(300):
             col[key(i)] = v(i % 120)  # repeats
@@ -337,9 +336,7 @@ def test_packed_ops_only_replay_into_columns_that_take_rows() -> None:
 def test_an_entry_with_its_own_shape_sends_the_bucket_down_the_row_path() -> None:
     """Arrays hold fixed-shape rows only; an entry that records a shape (as a journal of
     another build might) is committed with the packed rows as entries instead."""
-    repo = new_repo()
-    co = repo.checkout(write=True)
-    col = co.add_ndarray_column("x", prototype=v(0))
+    repo, co, col = new_column()
     col[0] = v(9)
     co.commit("one")
     staging = co._staging
@@ -362,9 +359,7 @@ class _Sub(np.ndarray):
 
 def test_reads_deletes_and_slow_writes_inside_a_block_see_every_row_written() -> None:
     """Rows are indexed only when something looks: each kind of look must see them."""
-    repo = new_repo()
-    co = repo.checkout(write=True)
-    col = co.add_ndarray_column("x", prototype=v(0))
+    repo, co, col = new_column()
     with col:
         for i in range(100):
             col[i] = v(i)
