@@ -7,13 +7,15 @@ The same code runs with one chunk per page and a 128 MiB budget.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hangar.columns._dedup as dedup_module
@@ -22,6 +24,8 @@ import hangar.staging as staging_module
 from hangar import Repository
 from hangar.columns._table import is_packed
 from hangar.exceptions import HangarError
+from hangar.store import open_store
+from hangar.testing.counting import CountingStore
 
 PAGE_ROWS = 3
 SAMPLE = 160  # bytes: >= 128, so repeats are looked for
@@ -36,10 +40,28 @@ def tiny_pages(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) 
     return
 
 
-def new_repo() -> Repository:
-    repo = Repository(f"memory://spill-{uuid.uuid4().hex}", exists=False)
-    repo.init("t", "t@example.com", remove_old=True)
-    return repo
+class _SlowPuts(CountingStore):
+    """Puts take a round trip's time, so a read that does not wait for them misses."""
+
+    def _put(self, key: str, data: Any) -> None:
+        time.sleep(0.002)
+        super()._put(key, data)
+
+
+@pytest.fixture(params=[False, True], ids=["in-line-writes", "writes-in-flight"])
+def new_repo(request: pytest.FixtureRequest) -> Callable[[], Repository]:
+    """Memory repositories; with ``writes-in-flight`` the store says each request is a
+    round trip, so chunks and segments are written on the upload threads (as on S3)."""
+
+    def make() -> Repository:
+        inner = open_store(f"memory://spill-{uuid.uuid4().hex}")
+        store = _SlowPuts(inner) if request.param else CountingStore(inner)
+        store.capabilities = replace(store.capabilities, round_trips=request.param)
+        repo = Repository(store, exists=False)
+        repo.init("t", "t@example.com", remove_old=True)
+        return repo
+
+    return make
 
 
 def v(i: int) -> np.ndarray:
@@ -50,7 +72,9 @@ def values(col: Any) -> dict[Any, int]:
     return {k: int(a[0]) for k, a in col.items()}
 
 
-def test_a_block_holds_one_page_and_packs_the_rest_as_it_goes() -> None:
+def test_a_block_holds_one_page_and_packs_the_rest_as_it_goes(
+    new_repo: Callable[[], Repository],
+) -> None:
     repo = new_repo()
     co = repo.checkout(write=True)
     col = co.add_ndarray_column("x", prototype=v(0))
@@ -90,9 +114,14 @@ class _Sub(np.ndarray):
     """An ndarray subclass: written through the general path, not as a row."""
 
 
-@settings(max_examples=100, deadline=None)
+# new_repo is a factory: every example makes its own repository with it
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(blocks=st.lists(st.tuples(block_ops, st.booleans()), min_size=1, max_size=4))
-def test_spilled_blocks_behave_like_a_dict(blocks: list[tuple[list[Any], bool]]) -> None:
+def test_spilled_blocks_behave_like_a_dict(
+    new_repo: Callable[[], Repository], blocks: list[tuple[list[Any], bool]]
+) -> None:
     """Overwrites, deletes, reads and general-path writes across packed pages; commits and
     reopens between blocks."""
     repo = new_repo()
@@ -131,7 +160,7 @@ def test_spilled_blocks_behave_like_a_dict(blocks: list[tuple[list[Any], bool]])
 
 
 def test_a_page_that_cannot_be_packed_fails_the_write_and_the_block(
-    monkeypatch: pytest.MonkeyPatch,
+    new_repo: Callable[[], Repository], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = new_repo()
     co = repo.checkout(write=True)

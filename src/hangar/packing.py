@@ -61,10 +61,16 @@ class RowPacker:
     records for all of them.
     """
 
-    def __init__(self, engine: ColumnEngine, digest: SampleDigest, store_chunk: StoreChunk):
+    def __init__(
+        self, engine: ColumnEngine, digest: SampleDigest, store_chunk: StoreChunk,
+        settle: Callable[[], None] = lambda: None,
+    ) -> None:  # fmt: skip
+        """``store_chunk`` may only start a chunk's write; ``settle()`` waits for those
+        started (an early page's keys are readable as soon as :meth:`add` returns)."""
         self.engine = engine
         self._digest = digest
         self._store_chunk = store_chunk
+        self._settle = settle
         big = engine.schema.sample_nbytes >= DEDUP_MIN_BYTES
         self._dedup = RowDedup() if big else None
         self._keys: list[Key] = []
@@ -110,6 +116,8 @@ class RowPacker:
             schema.chunk_bytes,
             self._store_chunk,
         )
+        if early:
+            self._settle()
         columns = self._page_columns(n, start, runs, pairs)
         digests = b"".join(page_digests)
         batch = SegmentLocations(

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from hangar import _gcpause
+from hangar._uploads import Uploads
 from hangar.columns._engine import ColumnEngine, Pending
 from hangar.columns._index import SegmentIndex
 from hangar.columns._rows import RowBuffer
@@ -99,6 +100,7 @@ class StagingArea:
         self._buffer: JournalEntry | None = None
         self._buffered: list[Buffered] = []
         self._packers: dict[str, RowPacker] = {}  # per column, in an open with-block
+        self._uploads = Uploads()  # chunk and segment writes in flight
         self._broken: str | None = None  # why recovering from a failed write failed
         self._adopt()
 
@@ -190,6 +192,7 @@ class StagingArea:
         (:class:`StagingBrokenError`) until it is reopened or reset.
         """
         self._log = None  # a failed append may have left a torn frame: start a new log
+        self._uploads.drain()
         self._buffer = None
         self._buffered = []
         self._packers = {}
@@ -305,7 +308,9 @@ class StagingArea:
         """The packer of a column's rows in the open with-block (made when first needed)."""
         packer = self._packers.get(engine.name)
         if packer is None or packer.engine is not engine:
-            packer = self._packers[engine.name] = RowPacker(engine, self.digest, self._store_chunk)
+            packer = self._packers[engine.name] = RowPacker(
+                engine, self.digest, self._start_chunk, self._uploads.wait
+            )
         return packer
 
     def exit(self) -> None:
@@ -345,7 +350,7 @@ class StagingArea:
         assert self._buffer is not None
         buffered, self._buffered = self._buffered, []
         live = [it for it in buffered if is_live(it)]
-        for engine, group, locs in pack_pending(live, self._store_chunk):
+        for engine, group, locs in pack_pending(live, self._start_chunk):
             shapes = [None if it[3].shape is None else list(it[3].shape) for it in group]
             self._emit_set(
                 engine,
@@ -359,6 +364,7 @@ class StagingArea:
             rows = engine.rows
             if rows is not None and len(rows):
                 self._flush_rows(engine, rows)
+        self._uploads.wait()  # the entry, and reads in the block, may name the chunks now
 
     def _flush_rows(self, engine: ColumnEngine, rows: RowBuffer) -> None:
         """Pack a column's buffered rows and journal them: one op for the whole column."""
@@ -435,6 +441,21 @@ class StagingArea:
         engine.del_slot(key, subkey)
 
     # ---------------------------------------------------------------- pack
+    def _start_put(self, key: str, data: bytes) -> None:
+        """``store.put``, on the upload threads where requests are round trips."""
+        if self.store.capabilities.round_trips:
+            self._uploads.start(self.store.put, key, data)
+        else:  # a local write: a thread would cost more than it saves
+            self.store.put(key, data)
+
+    def _start_chunk(self, digest: str, data: bytes) -> None:
+        """:meth:`_store_chunk`, on the upload threads where requests are round trips
+        (see :mod:`hangar._uploads`)."""
+        if self.store.capabilities.round_trips:
+            self._uploads.start(self._store_chunk, digest, data)
+        else:
+            self._store_chunk(digest, data)
+
     def _store_chunk(self, digest: str, data: bytes) -> None:
         """Store a chunk unless it is there already (content-addressed: same name, same bytes).
 
@@ -466,8 +487,11 @@ class StagingArea:
         for engine in self.columns.values():
             engine.unpacked = False
         columns: dict[str, ColumnRecord] = {}
-        for name, engine in sorted(self.columns.items()):
-            columns[name] = engine.build_record()
+        try:
+            for name, engine in sorted(self.columns.items()):
+                columns[name] = engine.build_record(put=self._start_put)
+        finally:
+            self._uploads.wait()  # every segment is stored before the commit names it
         parents = (self.base_commit,) if self.base_commit else ()
         staged = CommitRecord(parents, user_name, user_email, now_iso(), message, columns)
         cid, record = self._move_ref(staged)

@@ -7,7 +7,7 @@ Data flows one way: columns -> format -> store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import repeat
 from typing import Any
 
@@ -388,8 +388,13 @@ class ColumnEngine:
             return list(zip(keys, repeat(None), map(bucket.__getitem__, keys)))
         return [(k, sk, bucket[k][sk]) for k in keys for sk in sorted(bucket[k], key=key_order)]
 
-    def build_record(self) -> ColumnRecord:
-        """Manifest segments for the current state, rewriting only the buckets that changed."""
+    def build_record(self, put: Callable[[str, bytes], None] | None = None) -> ColumnRecord:
+        """Manifest segments for the current state, rewriting only the buckets that changed.
+
+        ``put(key, data)`` stores a segment (default: the store's ``put``). A
+        writer passes one that only starts the write, and waits for them all
+        before its commit record names the segments.
+        """
         count = len(self)
         index = self.index
         if not self.changed:
@@ -408,33 +413,37 @@ class ColumnEngine:
                 if any(map(is_packed, slots)):
                     locs = bucket_locations(keys, slots, self.table)
                     if locs is not None:
-                        out.extend(self._write_locations(locs))
+                        out.extend(self._write_locations(locs, put))
                         continue
                     entry = self.table.entry  # rows as entries, with the others
                     slots = [entry(s) if is_packed(s) else s for s in slots]
-                    out.extend(self._write_rows(list(zip(keys, repeat(None), slots))))
+                    out.extend(self._write_rows(list(zip(keys, repeat(None), slots)), put))
                     continue
-            out.extend(self._write_rows(self._bucket_rows(bucket)))
+            out.extend(self._write_rows(self._bucket_rows(bucket), put))
         return ColumnRecord(self.schema, tuple(out), count)
 
-    def _write_locations(self, locs: SegmentLocations) -> list[SegmentRef]:
+    def _write_locations(
+        self, locs: SegmentLocations, put: Callable[[str, bytes], None] | None
+    ) -> list[SegmentRef]:
         """Segments of a flat bucket given as arrays (see :mod:`hangar.columns._table`)."""
         refs = []
         for start in range(0, len(locs), SEGMENT_ROWS):
             part = locs.slice(start, start + SEGMENT_ROWS)
             data = encode_locations(part)
             digest = digest_bytes(data)
-            self.store.put(manifest_key(digest), data)
+            (put or self.store.put)(manifest_key(digest), data)
             refs.append(SegmentRef(digest, len(part), part.keys[0], part.keys[-1]))
             self._written[digest] = SegmentView.of(data, part)
         return refs
 
-    def _write_rows(self, rows: list[Row]) -> list[SegmentRef]:
+    def _write_rows(
+        self, rows: list[Row], put: Callable[[str, bytes], None] | None = None
+    ) -> list[SegmentRef]:
         refs = []
         for part in split_rows(rows, SEGMENT_ROWS):
             data = encode_segment(part)
             digest = digest_bytes(data)
-            self.store.put(manifest_key(digest), data)
+            (put or self.store.put)(manifest_key(digest), data)
             refs.append(SegmentRef(digest, len(part), part[0][0], part[-1][0]))
             self._written[digest] = part
         return refs

@@ -70,6 +70,9 @@ class StoreCapabilities:
     append
         :meth:`Store.append` adds bytes to the end of an object in one cheap call
         (a local file, memory). Object stores (S3, GCS) cannot append.
+    round_trips
+        Every request is a network round trip (milliseconds): writers keep
+        several writes in flight instead of waiting for each (S3, GCS).
     """
 
     atomic_create: bool = True
@@ -78,6 +81,7 @@ class StoreCapabilities:
     shared_between_processes: bool = True
     lost_reply_recovery: bool = False
     append: bool = False
+    round_trips: bool = False
 
 
 def _check_data(data: object) -> Buffer:

@@ -49,7 +49,7 @@ class RemoteStore(Store):
     must see other writers' objects at once).
     """
 
-    capabilities = StoreCapabilities(lost_reply_recovery=True)
+    capabilities = StoreCapabilities(lost_reply_recovery=True, round_trips=True)
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         super().__init__(url, storage_options)

@@ -262,6 +262,21 @@ class StoreTests:
         assert not store.exists("dir/ob")
         assert not store.exists("other")
 
+    # ------------------------------------------------------------ threads
+    def test_writes_from_several_threads_all_land(self, store: Store) -> None:
+        """Writers keep several writes in flight on upload threads (hangar._uploads)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def write(i: int) -> None:
+            key = f"chunks/t{i % 4}/{i}"
+            if not store.exists(key):
+                store.put(key, bytes([i % 256]) * (1000 + i))
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(write, range(40)))
+        for i in range(40):
+            assert store.get(f"chunks/t{i % 4}/{i}") == bytes([i % 256]) * (1000 + i)
+
     # ----------------------------------------------------------------- append
     def test_append_adds_to_the_end_or_says_it_cannot(self, store: Store) -> None:
         if not store.capabilities.append:
