@@ -200,9 +200,17 @@ def test_a_column_that_is_gone_says_so_and_comes_back_when_added_again() -> None
     co.columns.delete("kept")
     with pytest.raises(SampleKeyError, match="no longer in this checkout"):
         kept[0]
+    with pytest.raises(SampleKeyError, match="no longer in this checkout"):
+        kept.get(0)  # not the default: the column is gone, not the key
     co.commit("two")
+    back = co.add_ndarray_column("kept", prototype=v(0))
+    assert len(kept) == 0  # dropped and added again: a new, empty column
+    kept[5] = v(5)
+    assert values(back) == {5: 5}
+    co.commit("three")
     co.close()
     r = repo.checkout()
-    assert list(r.columns) == ["new"]
+    assert sorted(r.columns) == ["kept", "new"]
     assert values(r["new"]) == {2: 2}
+    assert values(r["kept"]) == {5: 5}
     r.close()

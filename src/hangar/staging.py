@@ -415,7 +415,10 @@ class StagingArea:
         if self._buffer is not None:
             self._flush_buffered()
         self._emit(["drop", name])
-        self.columns.pop(name).dropped = True
+        engine = self.columns.pop(name)
+        engine.rebase(None)
+        engine.dropped = True
+        self._parked[name] = engine  # adding the column again revives held column objects
         self.schemas_changed = True
 
     def set(self, engine: ColumnEngine, key: Key, subkey: Key | None, pending: Pending) -> None:
