@@ -325,6 +325,30 @@ def test_commit_is_rebuilt_on_a_head_a_merge_moved(
     assert contents(repo) == {0: 0, 1: 1, 5: 5, 7: 7}
 
 
+def test_a_with_block_commit_is_rebuilt_on_a_moved_head_and_held_columns_follow(
+    repo_location: tuple[str, dict[str, Any]],
+) -> None:
+    """Samples staged by a with-block (arrays, not entries) are rebuilt on the merge like
+    any others, and the column object held through it reads the new head."""
+    repo = new_repo(repo_location)
+    change(repo, "master", {0: 0, 1: 1}, msg="base")
+    repo.create_branch("dev")
+    change(repo, "dev", {5: 5}, msg="dev")
+    writer = repo.checkout(write=True)
+    col = writer["x"]
+    with col:
+        for k in (7, 8, 9):
+            col[k] = v(k)
+    merged = repo.merge("merge while a writer is open", "master", "dev")
+    cid = writer.commit("rebuilt on the merge")
+    assert repo._read_commit(cid).parents == (merged,)
+    assert int(col[5][0]) == 5  # the held column is the rebuilt head's
+    col[10] = v(10)
+    writer.commit("more")
+    writer.close()
+    assert contents(repo) == {0: 0, 1: 1, 5: 5, 7: 7, 8: 8, 9: 9, 10: 10}
+
+
 def test_commit_conflicting_with_a_merge_fails_and_keeps_the_staged_changes(
     repo_location: tuple[str, dict[str, Any]],
 ) -> None:
