@@ -55,7 +55,7 @@ class SegmentView:
     or an iteration over them, decodes it whole into a bucket (``dict``).
     """
 
-    __slots__ = ("data", "locations", "position")
+    __slots__ = ("_position", "data", "locations")
 
     def __init__(self, data: bytes, digest: str) -> None:
         self._set(data, decode_locations(data, digest, entries=True))
@@ -63,8 +63,16 @@ class SegmentView:
     def _set(self, data: bytes, locations: SegmentLocations) -> None:
         self.data = data  # to decode the bucket from, when one is needed
         self.locations = locations
-        keys = locations.keys
-        self.position = dict(zip(keys, range(len(keys)), strict=True))
+        self._position: dict[Key, int] | None = None
+
+    @property
+    def position(self) -> dict[Key, int]:
+        """``key -> row``, made at the first lookup (a commit makes many views, reads few)."""
+        position = self._position
+        if position is None:
+            keys = self.locations.keys
+            position = self._position = dict(zip(keys, range(len(keys)), strict=True))
+        return position
 
     @classmethod
     def of(cls, data: bytes, locations: SegmentLocations) -> SegmentView:
