@@ -127,3 +127,45 @@ def test_a_writer_reads_back_nothing_it_just_committed() -> None:
     assert store.keys_of("get", prefix="manifests/") == []
     co.close()
     assert repo.checkout()["d", 3].tolist() == [0] * 4
+
+
+_TUTORIAL_PATHS = """
+import sys, tempfile
+import numpy as np
+from hangar import Repository
+repo = Repository(tempfile.mkdtemp(), exists=False)
+repo.init("t", "t@example.com")
+co = repo.checkout(write=True)
+col = co.add_ndarray_column("x", prototype=np.zeros(160, np.uint8))
+with col:
+    for i in range(3000):
+        col[i] = np.full(160, i % 7, np.uint8)
+col[5000] = np.zeros(160, np.uint8)
+co.commit("with-block and naked writes")
+co.close()
+r = repo.checkout()
+r["x"][17]
+for _ in r["x"].items():
+    pass
+r.close()
+co = repo.checkout(write=True)
+co["x"][3] = np.ones(160, np.uint8)
+co.diff.staged()
+co.commit("a change")
+co.close()
+print("pyarrow.compute" in sys.modules)
+"""
+
+
+def test_writes_commits_and_reads_never_import_pyarrow_compute() -> None:
+    """Importing pyarrow.compute costs ~45 ms, once per process: every first commit, and
+    every Dask or DataLoader worker's first cold read, would pay it."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(  # a fresh interpreter: this one has imported everything
+        [sys.executable, "-c", _TUTORIAL_PATHS], capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"

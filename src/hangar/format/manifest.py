@@ -19,6 +19,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -172,7 +173,8 @@ def encode_locations(locs: SegmentLocations) -> bytes:
     sub_int, sub_str = _key_arrays(no_subkey)
 
     def strings(values: list[str], index: Any) -> pa.Array:
-        return pa.array(values, pa.string()).take(pa.array(index))
+        # numpy's take, not Arrow's: Array.take imports pyarrow.compute (~45 ms, once)
+        return pa.array(np.asarray(values, dtype=object)[index], pa.string())
 
     return _encode_arrays(
         [
@@ -316,12 +318,13 @@ def decode_locations(
     Raises CorruptionError like :func:`decode_segment`, and also for a segment
     with subsample keys or rows without a location.
     """
-    table = _read_table(data, expected_digest, None if entries else _SCAN_COLUMNS)
+    table = _read_table(data, expected_digest, None if entries else _SCAN_COLUMNS,
+                        dictionary=_NAME_COLUMNS)  # fmt: skip
     n = table.num_rows
     if table.column("subkey_int").null_count != n or table.column("subkey_str").null_count != n:
         raise CorruptionError(f"manifest segment {expected_digest} has subsamples")
-    chunk = table.column("chunk").combine_chunks().dictionary_encode()
-    check = table.column("block_check").combine_chunks().dictionary_encode()
+    chunk = _dictionary(table.column("chunk"))
+    check = _dictionary(table.column("block_check"))
     ints = [table.column(name) for name in ("block_offset", "block_size", "item_offset",
                                             "item_nbytes")]  # fmt: skip
     if chunk.null_count or check.null_count or any(c.null_count for c in ints):
@@ -358,15 +361,39 @@ _LOCATION_COLUMNS = [
 ]  # fmt: skip
 
 
-def _read_table(data: bytes, expected_digest: str | None, columns: list[str] | None) -> pa.Table:
-    """The segment's table; CorruptionError if its bytes are not the segment named."""
+def _read_table(
+    data: bytes, expected_digest: str | None, columns: list[str] | None,
+    dictionary: list[str] | None = None,
+) -> pa.Table:  # fmt: skip
+    """The segment's table; CorruptionError if its bytes are not the segment named.
+
+    Columns named in ``dictionary`` are read as dictionary arrays (as Parquet
+    stores them: no re-encoding).
+    """
     if expected_digest is not None and digest_bytes(data) != expected_digest:
         raise CorruptionError(f"manifest segment {expected_digest} does not match its digest")
     try:
         # ParquetFile over a BufferReader: half the time of read_table on a BytesIO
-        return pq.ParquetFile(pa.BufferReader(data)).read(columns=columns)
+        parquet = pq.ParquetFile(pa.BufferReader(data), read_dictionary=dictionary)
+        return parquet.read(columns=columns)
     except (pa.ArrowException, OSError) as exc:
         raise CorruptionError(f"manifest segment {expected_digest} is not valid Parquet") from exc
+
+
+# chunk names and block checks repeat: read them as the dictionaries Parquet keeps
+_NAME_COLUMNS = ["chunk", "block_check"]
+
+
+def _dictionary(column: pa.ChunkedArray) -> pa.DictionaryArray:
+    """One dictionary array of a column read with ``read_dictionary``.
+
+    A segment is one row group, so one chunk; anything else is re-encoded
+    (Arrow's dictionary_encode, which imports pyarrow.compute).
+    """
+    if column.num_chunks == 1 and pa.types.is_dictionary(column.type):
+        return column.chunk(0)
+    plain = column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+    return plain.combine_chunks().dictionary_encode()
 
 
 def _keys(table: pa.Table, int_name: str, str_name: str) -> list[Any]:
