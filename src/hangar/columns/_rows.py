@@ -74,11 +74,7 @@ class RowBuffer:
         self._spilled = 0  # pages packed and let go (their _pages entries are None)
 
     def put(self, key: Key, value: np.ndarray[Any, Any]) -> None:
-        """Copy ``value`` (already checked: same dtype and shape) into a new row for ``key``.
-
-        :meth:`hangar.columns.flat.FlatSampleWriter.__setitem__` inlines these
-        steps (the hot path of a with-block); change both together.
-        """
+        """Copy ``value`` (already checked: same dtype and shape) into a new row for ``key``."""
         row = self._row
         if row == self._cap:
             row = self._grow()
