@@ -33,13 +33,21 @@ def _shared_pool() -> ThreadPoolExecutor:
 
 
 class Uploads:
-    """The writes one writer has started and not yet waited for."""
+    """The writes one writer has started and not yet waited for.
 
-    def __init__(self) -> None:
+    ``in_flight=False`` (a local store, where a write costs less than handing
+    it to a thread) runs each write at once, in the caller's thread.
+    """
+
+    def __init__(self, in_flight: bool = True) -> None:
+        self._in_flight = in_flight
         self._pending: list[Future[Any]] = []
 
     def start(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the upload threads."""
+        """Run ``fn(*args)`` on the upload threads (or now, without ``in_flight``)."""
+        if not self._in_flight:
+            fn(*args)
+            return
         self._pending.append(_shared_pool().submit(fn, *args))
 
     def wait(self) -> None:

@@ -100,7 +100,8 @@ class StagingArea:
         self._buffer: JournalEntry | None = None
         self._buffered: list[Buffered] = []
         self._packers: dict[str, RowPacker] = {}  # per column, in an open with-block
-        self._uploads = Uploads()  # chunk and segment writes in flight
+        # chunk and segment writes in flight where each request is a round trip
+        self._uploads = Uploads(in_flight=store.capabilities.round_trips)
         self._broken: str | None = None  # why recovering from a failed write failed
         self._adopt()
 
@@ -169,9 +170,7 @@ class StagingArea:
         own = [n for n in names if entry_epoch(n) == self.lease.epoch]
         self._seq = max((entry_seq(n) for n in own), default=-1) + 1
         self._log = None
-        for entries, _ in adopted:
-            for entry in entries:
-                self._replay(entry)
+        self._replay_all(adopted)
 
     def _read_entries(self, names: list[str]) -> list[tuple[list[JournalEntry], str]]:
         """The entries of journal entries or logs ``names``, in order, with their pins.
@@ -199,9 +198,7 @@ class StagingArea:
         try:
             entries = self._read_entries(self._state.live(list_entries(self.store, self.branch)))
             self._set_base(self.base, self.base_commit)
-            for found, _ in entries:
-                for entry in found:
-                    self._replay(entry)
+            self._replay_all(entries)
         except Exception as again:  # noqa: BLE001 - any failure leaves the same state
             self._set_base(self.base, self.base_commit)
             self._broken = f"{type(again).__name__}: {again}"
@@ -234,6 +231,12 @@ class StagingArea:
 
     def _read(self, cid: str) -> CommitRecord:
         return read_commit(self.store, cid)
+
+    def _replay_all(self, read: list[tuple[list[JournalEntry], str]]) -> None:
+        """Replay what :meth:`_read_entries` read, in order."""
+        for entries, _ in read:
+            for entry in entries:
+                self._replay(entry)
 
     def _replay(self, entry: JournalEntry) -> None:
         if replay_entry(entry, self.columns, self._new_engine, self.branch):
@@ -445,19 +448,12 @@ class StagingArea:
 
     # ---------------------------------------------------------------- pack
     def _start_put(self, key: str, data: bytes) -> None:
-        """``store.put``, on the upload threads where requests are round trips."""
-        if self.store.capabilities.round_trips:
-            self._uploads.start(self.store.put, key, data)
-        else:  # a local write: a thread would cost more than it saves
-            self.store.put(key, data)
+        """``store.put``, started (see :mod:`hangar._uploads`)."""
+        self._uploads.start(self.store.put, key, data)
 
     def _start_chunk(self, digest: str, data: bytes) -> None:
-        """:meth:`_store_chunk`, on the upload threads where requests are round trips
-        (see :mod:`hangar._uploads`)."""
-        if self.store.capabilities.round_trips:
-            self._uploads.start(self._store_chunk, digest, data)
-        else:
-            self._store_chunk(digest, data)
+        """:meth:`_store_chunk`, started (see :mod:`hangar._uploads`)."""
+        self._uploads.start(self._store_chunk, digest, data)
 
     def _store_chunk(self, digest: str, data: bytes) -> None:
         """Store a chunk unless it is there already (content-addressed: same name, same bytes).
@@ -493,8 +489,10 @@ class StagingArea:
         try:
             for name, engine in sorted(self.columns.items()):
                 columns[name] = engine.build_record(put=self._start_put)
-        finally:
-            self._uploads.wait()  # every segment is stored before the commit names it
+        except BaseException:
+            self._uploads.drain()  # nothing keeps running; the first error is the one raised
+            raise
+        self._uploads.wait()  # every segment is stored before the commit names it
         parents = (self.base_commit,) if self.base_commit else ()
         staged = CommitRecord(parents, user_name, user_email, now_iso(), message, columns)
         cid, record = self._move_ref(staged)

@@ -175,8 +175,7 @@ class ColumnEngine:
         blocks: dict[str, set[tuple[int, int, str]]] = {}
         with gc_paused():
             if self.table.count:  # packed slots read like the entries they stand for
-                entry = self.table.entry
-                slots = [entry(s) if is_packed(s) else s for s in slots]
+                slots = self.table.entries(slots)
             for slot in slots:
                 if type(slot) is Entry:
                     loc = slot[1]
@@ -415,8 +414,7 @@ class ColumnEngine:
                     if locs is not None:
                         out.extend(self._write_locations(locs, put))
                         continue
-                    entry = self.table.entry  # rows as entries, with the others
-                    slots = [entry(s) if is_packed(s) else s for s in slots]
+                    slots = self.table.entries(slots)  # rows as entries, with the others
                     out.extend(self._write_rows(list(zip(keys, repeat(None), slots)), put))
                     continue
             out.extend(self._write_rows(self._bucket_rows(bucket), put))

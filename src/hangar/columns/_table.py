@@ -78,6 +78,11 @@ class StagedTable:
         assert digests is not None
         return digests[8 * row : 8 * row + 8]
 
+    def entries(self, slots: list[Any]) -> list[Any]:
+        """``slots`` with each packed slot replaced by its entry (others unchanged)."""
+        entry = self.entry
+        return [entry(s) if is_packed(s) else s for s in slots]
+
     def whole(self) -> SegmentLocations:
         """Every row, as one set of arrays (chunk and check lists without repeats)."""
         if self._whole is None:
