@@ -33,6 +33,30 @@ def test_fast_forward_diff_lists_what_dev_changed() -> None:
     assert same.diff.added.samples == same.diff.deleted.samples == same.diff.mutated.samples == ()
 
 
+def test_repository_diff_takes_branches_commits_and_tags() -> None:
+    repo = new_repo()
+    base = change(repo, "master", {0: 0, 1: 1, 3: 3})
+    repo.create_branch("dev")
+    repo.create_tag("base", base)
+    dev = change(repo, "dev", {1: 10, 2: 2}, dels=(0,))
+    for master_side, dev_side in (("master", "dev"), (base, dev), ("base", "dev")):
+        out = repo.diff(master_side, dev_side)
+        assert out.diff.added.samples == fk(2)
+        assert out.diff.deleted.samples == fk(0)
+        assert out.diff.mutated.samples == fk(1)
+        assert out.conflict.conflict is False
+    # not a fast-forward the other way: as Hangar, the changes from master's head to dev's
+    back = repo.diff("dev", "master")
+    assert back.diff.added.samples == fk(2)
+    assert back.diff.deleted.samples == fk(0)
+    assert back.conflict.conflict is False
+    for bad in ("nope", "a=" + "0" * 40, ""):
+        with pytest.raises(ValueError, match=r"dev|nope|a=0"):
+            repo.diff("master", bad)
+        with pytest.raises(KeyError if bad else ValueError):
+            repo.diff(bad, "dev")
+
+
 def test_three_way_conflicts_of_each_kind() -> None:
     repo = new_repo()
     change(repo, "master", {1: 1, 2: 2, 3: 3, 4: 4})

@@ -91,8 +91,11 @@ def test_corrupt_chunk_raises_on_read_and_is_reported(repo: Repository) -> None:
 
 
 def test_missing_chunk(repo: Repository) -> None:
+    assert repo.verify_repo_integrity() is True
     loc = x_rows(repo)[5][2].location
     repo._store.delete(chunk_key(loc.chunk))
+    with pytest.raises(CorruptionError, match=chunk_key(loc.chunk)):
+        repo.verify_repo_integrity()  # Hangar's name: True, or an error naming every problem
     with pytest.raises(CorruptionError, match="missing"):
         repo.checkout()["x", 5]
     report = repo.verify(progress=False)

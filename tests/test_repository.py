@@ -466,14 +466,26 @@ def test_reusing_one_array_for_many_writes_stores_each_value(location: str) -> N
 def test_branches_lock_state_and_size(location: str) -> None:
     repo = new_repo(location)
     assert repo.list_branches() == ["master"]
-    assert not repo.writer_lock_held()
+    assert not repo.writer_lock_held
     co = repo.checkout(write=True)
-    assert repo.writer_lock_held()
+    assert repo.writer_lock_held
     col = co.add_bytes_column("b")
     col[0] = bytes(5000)
     co.commit("five thousand zero bytes")
+    assert repo.branch_lock_held("master")
+    repo.create_branch("dev")
+    assert not repo.branch_lock_held("dev")
     co.close()
-    assert not repo.writer_lock_held()
+    assert not repo.writer_lock_held
+    assert not repo.branch_lock_held()
+    dev = repo.checkout(write=True, branch="dev")
+    assert repo.writer_lock_held  # any branch held, as Hangar's one lock
+    assert repo.branch_lock_held("dev")
+    assert not repo.branch_lock_held("master")
+    dev.close()
+    assert not repo.writer_lock_held
+    with pytest.raises(ValueError, match="branch name"):
+        repo.branch_lock_held("../x")
     assert repo.size_nbytes > 0
     assert repo.size_human.endswith(("B", "kB", "MB"))
     with pytest.raises(KeyError, match="no branch"):

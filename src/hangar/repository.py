@@ -15,8 +15,10 @@ from typing import Any
 
 from hangar import refs
 from hangar.checkout import ReaderCheckout, WriterCheckout
+from hangar.diff import DiffAndConflicts, ReaderUserDiff
 from hangar.exceptions import (
     AlreadyExistsError,
+    CorruptionError,
     EmptyHistoryError,
     InvalidKeyError,
     ObjectNotFoundError,
@@ -366,11 +368,82 @@ class Repository:
         self._require()
         return force_release(self._store, validate_name(branch, "branch name"))
 
-    def writer_lock_held(self, branch: str = _DEFAULT_BRANCH) -> bool:
-        """Whether a live (unexpired, unreleased) lease holds ``branch``."""
+    @property
+    def writer_lock_held(self) -> bool:
+        """Whether a writer checkout holds a live lease on any branch (as in Hangar, an attribute).
+
+        Hangar had one writer lock per repository; here each branch has its
+        own lease, so this is True while any branch is held.
+        :meth:`branch_lock_held` asks about one branch.
+        """
+        self._require()
+        return any(lease_is_live(self._store, b) for b in refs.list_branches(self._store))
+
+    def branch_lock_held(self, branch: str = _DEFAULT_BRANCH) -> bool:
+        """Whether a live (unexpired, unreleased) writer lease holds ``branch``."""
+        self._require()
         return lease_is_live(self._store, validate_name(branch, "branch name"))
 
+    # -------------------------------------------------------------- diff
+    def diff(self, master: str, dev: str) -> DiffAndConflicts:
+        """Diff ``dev`` against ``master``, as if ``dev`` were to be merged into it.
+
+        Parameters
+        ----------
+        master, dev
+            Each a branch name, a commit id (``'a=...'``) or a tag name.
+
+        Returns
+        -------
+        DiffAndConflicts
+            As ``co.diff.commit(...)`` of a checkout of ``master``: ``diff``
+            (what ``dev`` changed, for a fast-forward; otherwise the changes
+            from ``dev`` to ``master``) and ``conflict`` (what a merge would
+            find against their common ancestor).
+
+        Raises
+        ------
+        RefNotFoundError
+            A name that is no branch, commit or tag (a ``KeyError``), or a
+            branch with no commit yet given as ``dev``.
+        """
+        self._require()
+        base = self._diff_side(master, "master")
+        dev_commit = self._diff_side(dev, "dev")
+        if dev_commit is None:
+            raise RefNotFoundError(f"branch {dev!r} has no commit yet: nothing to diff")
+        differ = ReaderUserDiff(self._store, self._read_commit, self._resolve_commit,
+                                self._branch_head, lambda: base)  # fmt: skip
+        return differ.commit(dev_commit)
+
+    def _diff_side(self, name: str, what: str) -> str | None:
+        if not isinstance(name, str) or not name:
+            raise InvalidKeyError(f"`{what}` must be a branch name or a commit, not {name!r}")
+        if name in refs.list_branches(self._store):
+            return self._branch_head(name)
+        try:
+            cid = self._resolve_commit(name)
+            self._read_commit(cid)
+        except (ObjectNotFoundError, RefNotFoundError, InvalidKeyError):
+            raise RefNotFoundError(
+                f"`{what}` {name!r} is no branch, commit or tag in this repository"
+            ) from None
+        return cid
+
     # ---------------------------------------------------------- integrity
+    def verify_repo_integrity(self) -> bool:
+        """Hangar's name for :meth:`verify`: True, or CorruptionError listing every problem.
+
+        Raises
+        ------
+        CorruptionError
+            Some object is missing or does not match its name or checksum.
+        """
+        report = self.verify(progress=False)
+        if not report.ok:
+            raise CorruptionError(str(report))
+        return True
+
     def verify(self, *, progress: bool = True) -> VerifyReport:
         """Re-hash every commit, manifest segment and chunk reachable from any branch or tag.
 
