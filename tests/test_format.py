@@ -309,3 +309,25 @@ def test_new_repositories_are_format_2_with_xxh3_digests() -> None:
     # a format 1 hangar.json names no scheme: BLAKE2b-64
     old = {k: v for k, v in info.to_dict().items() if k != "sample_digest"}
     assert RepositoryInfo.from_dict({**old, "format_version": 1}).sample_digest == "blake2b-64"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["a" * 40, "b" * 40, "0123456789abcdef" * 2 + "01234567"],  # hex digests: one width
+        ["ab", "abc", ""],  # widths differ
+        ["é" * 4, "abcd"],  # not ASCII
+        [],
+    ],
+)
+def test_taken_strings_match_arrow_of_the_same_values(values: list[str]) -> None:
+    import pyarrow as pa
+
+    from hangar.format.manifest import _taken_strings
+
+    index = np.array([i % len(values) for i in range(50)] if values else [], np.int64)
+    got = _taken_strings(values, index)
+    want = pa.array([values[i] for i in index.tolist()], pa.string())
+    assert got.equals(want)
+    assert got.to_pylist() == want.to_pylist()
+    assert got.null_count == 0

@@ -172,10 +172,6 @@ def encode_locations(locs: SegmentLocations) -> bytes:
     no_subkey = [None] * n
     sub_int, sub_str = _key_arrays(no_subkey)
 
-    def strings(values: list[str], index: Any) -> pa.Array:
-        # numpy's take, not Arrow's: Array.take imports pyarrow.compute (~45 ms, once)
-        return pa.array(np.asarray(values, dtype=object)[index], pa.string())
-
     return _encode_arrays(
         [
             key_int,
@@ -185,15 +181,28 @@ def encode_locations(locs: SegmentLocations) -> bytes:
             pa.FixedSizeBinaryArray.from_buffers(
                 pa.binary(8), n, [None, pa.py_buffer(locs.digests)]
             ),
-            strings(locs.chunks, locs.chunk_index),
+            _taken_strings(locs.chunks, locs.chunk_index),
             pa.array(locs.block_offset, pa.int64()),
             pa.array(locs.block_size, pa.int64()),
-            strings(locs.block_checks, locs.check_index),
+            _taken_strings(locs.block_checks, locs.check_index),
             pa.array(locs.item_offset, pa.int64()),
             pa.array(locs.item_nbytes, pa.int64()),
             pa.nulls(n, pa.list_(pa.int64())),
         ]
     )
+
+
+def _taken_strings(values: list[str], index: Any) -> pa.Array:
+    """``values[index]`` as an Arrow string array (numpy's take, not Arrow's: ``Array.take``
+    imports ``pyarrow.compute``, ~45 ms once per process)."""
+    n = len(index)
+    width = len(values[0]) if values else 0
+    if 0 < width * (n + 1) < 2**31 and all(len(v) == width and v.isascii() for v in values):
+        # hex digests: one fixed width, so the string buffers are made in numpy (8x faster)
+        data = np.array(values, dtype=f"S{width}")[index]
+        offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+        return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    return pa.array(np.asarray(values, dtype=object)[index], pa.string())
 
 
 def _encode_arrays(arrays: list[pa.Array]) -> bytes:
