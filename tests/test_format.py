@@ -331,3 +331,23 @@ def test_taken_strings_match_arrow_of_the_same_values(values: list[str]) -> None
     assert got.equals(want)
     assert got.to_pylist() == want.to_pylist()
     assert got.null_count == 0
+
+
+def test_segment_column_encodings() -> None:
+    """Digests (nearly all distinct) are stored plain; chunk names and checks, which
+    repeat, as dictionaries; keys and offsets delta-encoded."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    rows = [(i, None, Entry(i.to_bytes(8, "little"),
+                            SampleLocation("c" * 40, i // 100 * 900, 900, "f" * 16, i % 100 * 9, 9),
+                            None)) for i in range(1000)]  # fmt: skip
+    meta = pq.ParquetFile(io.BytesIO(encode_segment(rows))).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings
+                 for i in range(meta.num_columns)}  # fmt: skip
+    assert not any("DICTIONARY" in e for e in encodings["digest"])
+    assert any("DICTIONARY" in e for e in encodings["chunk"])
+    assert any("DICTIONARY" in e for e in encodings["block_check"])
+    assert "DELTA_BINARY_PACKED" in encodings["key_int"]
+    assert "DELTA_BINARY_PACKED" in encodings["item_offset"]
