@@ -293,6 +293,13 @@ def _packed_entry(**change: Any) -> JournalEntry:
         ({"keys": {"int32": [0, 24]}}, False),
         ({"runs": [["c" * 40, 0, 10, "0" * 16, 0, 2]]}, False),
         ({"runs": [["c" * 40, 0, 10, "0" * 16, 0, -1, 16]]}, False),
+        # keys as a JSON list: each must be one a write accepts
+        ({"keys": ["a", "b", ""]}, False),
+        ({"keys": ["a", "b\n", "c"]}, False),
+        ({"keys": [0, -1, 2]}, False),
+        ({"keys": [0, 1.5, 2]}, False),
+        ({"keys": [0, None, 2]}, False),
+        ({"keys": "abc"}, False),
     ],
 )
 def test_malformed_packed_ops_are_refused_on_replay(change: dict[str, Any], ok: bool) -> None:
@@ -321,6 +328,46 @@ def test_repeats_in_packed_ops_must_name_an_earlier_stored_key(same: list[list[i
     runs = [Run("c" * 40, 0, 10, "0" * 16, 0, 3 - len(same), 16)]
     with pytest.raises(ValueError, match="repeat"):
         batch_from_runs(keys, bytes(24), runs, same)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        ["set", "x", "bad\n", None, "00" * 8, None, ["c" * 40, 0, 10, "0" * 16, 0, 16], None],
+        ["set", "x", -3, None, "00" * 8, None, ["c" * 40, 0, 10, "0" * 16, 0, 16], None],
+        ["set", "x", 1, None, "zz", None, ["c" * 40, 0, 10, "0" * 16, 0, 16], None],
+        ["del", "x", "", None],
+        ["del", "x", [1], None],
+        [
+            "setruns",
+            "x",
+            [0, "a b\t"],
+            None,
+            "00" * 16,
+            None,
+            [["c" * 40, 0, 10, "0" * 16, 0, 2, 16]],
+        ],
+        [
+            "setmany",
+            "x",
+            [0, 1],
+            [None, ""],
+            "00" * 16,
+            None,
+            [["c" * 40] * 2, [0, 0], [10, 10], ["0" * 16] * 2, [0, 16], [16, 16]],
+        ],
+    ],
+)
+def test_every_op_refuses_keys_no_write_accepts(op: list[Any]) -> None:
+    repo = new_repo()
+    co = repo.checkout(write=True)
+    co.add_ndarray_column("x", shape=(2,), dtype=np.int64)
+    staging = co._staging
+    entry = JournalEntry()
+    entry.ops.append(op)
+    with pytest.raises(HangarError, match="malformed"):
+        replay_entry(entry, staging.columns, staging._new_engine, "master")
+    co.close()
 
 
 def test_packed_ops_only_replay_into_columns_that_take_rows() -> None:

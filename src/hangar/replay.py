@@ -16,9 +16,9 @@ import numpy as np
 
 from hangar.columns._engine import ColumnEngine, Pending
 from hangar.columns._table import batch_from_runs
-from hangar.exceptions import HangarError
+from hangar.exceptions import HangarError, InvalidKeyError
 from hangar.format.chunks import Run, SampleLocation, expand_runs
-from hangar.format.manifest import Entry, Key
+from hangar.format.manifest import Entry, Key, check_key
 from hangar.format.schema import ColumnSchema
 from hangar.format.staging import JournalEntry
 
@@ -47,7 +47,12 @@ def replay_entry(
                 dropped.dropped = True
             schemas_changed = True
         elif kind == "set":
-            _replay_set(columns[op[1]], op, blob)
+            try:
+                _replay_set(columns[op[1]], op, blob)
+            except (TypeError, ValueError, IndexError) as exc:
+                raise HangarError(
+                    f"staging journal of branch {branch!r}: a malformed entry"
+                ) from exc
         elif kind == "setruns":
             _, name, keys, subkeys, digests_hex, shapes, runs, *same = op
             locs = _with_repeats(
@@ -61,6 +66,12 @@ def replay_entry(
             locs = [SampleLocation(*loc) for loc in zip(*cols, strict=True)]
             _replay_packed(columns[name], keys, subkeys, digests_hex, shapes, locs, branch)
         elif kind == "del":
+            try:
+                _checked_keys([op[2]], [op[3]])
+            except (TypeError, ValueError) as exc:
+                raise HangarError(
+                    f"staging journal of branch {branch!r}: a malformed entry"
+                ) from exc
             with contextlib.suppress(KeyError):
                 columns[op[1]].del_slot(op[2], op[3])
         else:
@@ -95,9 +106,23 @@ def _with_repeats(
     return out
 
 
+def _checked_keys(keys: Any, subkeys: Any = None) -> None:
+    """Raise InvalidKeyError (a ValueError) unless every key (and subkey) is one a write
+    accepts: a journal is read back as written, but a damaged or hand-edited one must not
+    carry a key into the index that no write could have put there."""
+    if not isinstance(keys, list) or (subkeys is not None and not isinstance(subkeys, list)):
+        raise InvalidKeyError("keys of a journal op must be a list")
+    for key in keys:
+        check_key(key)
+    for subkey in subkeys or ():
+        if subkey is not None:
+            check_key(subkey, "subsample key")
+
+
 def _replay_set(engine: ColumnEngine, op: list[Any], blob: memoryview) -> None:
     """One sample: already in a chunk (a location), or its bytes inline in the entry."""
     key, subkey = op[2], op[3]  # JSON keeps 1 and "1" apart
+    _checked_keys([key], [subkey])
     digest = bytes.fromhex(op[4])
     shape = tuple(op[5]) if op[5] is not None else None
     slot: Entry | Pending
@@ -121,7 +146,11 @@ def _replay_packed(  # noqa: PLR0917
     branch: str,
 ) -> None:
     """Index samples a journal entry recorded as packed into chunks."""
-    digests = bytes.fromhex(digests_hex)
+    try:
+        _checked_keys(keys, subkeys)
+        digests = bytes.fromhex(digests_hex)
+    except (TypeError, ValueError) as exc:
+        raise HangarError(f"staging journal of branch {branch!r}: a malformed entry") from exc
     if len(locs) != len(keys) or len(digests) != 8 * len(keys):
         raise HangarError(f"staging journal of branch {branch!r}: a malformed entry")
     new = tuple.__new__
@@ -170,6 +199,8 @@ def _replay_rows(engine: ColumnEngine, op: list[Any], blob: memoryview, branch: 
             keys = np.frombuffer(_inline(blob, keys["int64"]), "<i8").tolist()
             if any(k < 0 for k in keys):
                 raise ValueError("a negative key")
+        else:
+            _checked_keys(keys)
         pairs = None
         if same is not None:
             pairs = np.frombuffer(_inline(blob, same), "<i8").reshape(-1, 2)
