@@ -351,3 +351,44 @@ def test_segment_column_encodings() -> None:
     assert any("DICTIONARY" in e for e in encodings["block_check"])
     assert "DELTA_BINARY_PACKED" in encodings["key_int"]
     assert "DELTA_BINARY_PACKED" in encodings["item_offset"]
+
+
+def test_pack_uniform_with_a_helper_thread_packs_the_same_chunks() -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hangar.format.chunks import pack_uniform
+
+    codec = BlockCodec.from_metadata(codecs_from_backend_options(None, np.dtype(np.uint8)),
+                                     np.dtype(np.uint8))  # fmt: skip
+    rows = np.random.default_rng(1).integers(0, 9, (3000, 100), dtype=np.uint8)
+    alone: dict[str, bytes] = {}
+    helped: dict[str, bytes] = {}
+    with ThreadPoolExecutor(1) as helper:
+        runs = pack_uniform(rows, codec.encode, 2_000, 20_000, alone.__setitem__)
+        same = pack_uniform(rows, codec.encode, 2_000, 20_000, helped.__setitem__, helper=helper)
+        assert same == runs
+        assert helped == alone
+        assert len(runs) == 150  # 20 samples a block, 10 blocks a chunk
+        for r in runs[::7]:  # every block decodes to its samples
+            block = codec.decode(alone[r.chunk][r.block_offset : r.block_offset + r.block_size])
+            assert block.tobytes() == rows[runs.index(r) * 20 :][: r.samples].tobytes()
+
+        calls: list[str] = []
+
+        def failing(block: np.ndarray) -> bytes:
+            me = threading.current_thread().name
+            calls.append(me)
+            if me.startswith("Thread"):  # the helper's half is slow
+                time.sleep(0.005)
+            elif calls.count(me) == 2:
+                raise MemoryError("injected")
+            return codec.encode(block)
+
+        with pytest.raises(MemoryError, match="injected"):
+            pack_uniform(rows, failing, 2_000, 20_000, helped.__setitem__, helper=helper)
+        done = len(calls)
+        time.sleep(0.05)
+        assert len(calls) == done  # the helper's half was waited for: nothing still running
+        assert sum(c.startswith("Thread") for c in calls) == 5

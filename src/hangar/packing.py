@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from hangar._helper import helper_thread
 from hangar.columns._dedup import DEDUP_MIN_BYTES, NO_PAIRS, RowDedup
 from hangar.columns._engine import ColumnEngine, Pending
 from hangar.columns._rows import RowBuffer
@@ -115,6 +116,7 @@ class RowPacker:
             schema.block_bytes,
             schema.chunk_bytes,
             self._store_chunk,
+            helper=helper_thread(),
         )
         if early:
             self._settle()
@@ -235,7 +237,7 @@ def pack_pending(
             stacked = np.stack([a.reshape(-1) for a in arrays])
             locs = expand_runs(pack_uniform(stacked, engine.codec.encode,
                                             schema.block_bytes, schema.chunk_bytes,
-                                            store_chunk))  # fmt: skip
+                                            store_chunk, helper=helper_thread()))  # fmt: skip
         else:
             packer = ChunkPacker(engine.codec.encode, schema.block_bytes,
                                  schema.chunk_bytes, store_chunk)  # fmt: skip

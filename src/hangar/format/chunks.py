@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import Executor, wait
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -213,11 +214,27 @@ class BlockCache:
         self._items.clear()
 
 
+#: blocks a chunk needs before half of them go to the helper thread (a hand-over costs
+#: about what encoding one 64 KiB block does)
+_HELPED_BLOCKS = 4
+
+
 def uniform_layout(nbytes: int, block_bytes: int, chunk_bytes: int) -> tuple[int, int]:
     """Samples per block and per chunk when every sample has ``nbytes`` bytes."""
     per_block = max(1, block_bytes // max(nbytes, 1))
     blocks_per_chunk = max(1, chunk_bytes // max(per_block * nbytes, 1))
     return per_block, per_block * blocks_per_chunk
+
+
+def _encode_blocks(
+    encode: Callable[[np.ndarray[Any, Any]], bytes], blocks: list[np.ndarray[Any, Any]]
+) -> list[tuple[bytes, str]]:
+    """Each block encoded, with its check."""
+    out = []
+    for block in blocks:
+        part = encode(block.reshape(-1))
+        out.append((part, block_check(part)))
+    return out
 
 
 def pack_uniform(
@@ -226,12 +243,16 @@ def pack_uniform(
     block_bytes: int,
     chunk_bytes: int,
     store_chunk: Callable[[str, bytes], None],
+    *,
+    helper: Executor | None = None,
 ) -> list[Run]:
     """Pack samples that all have the same size; same layout as :class:`ChunkPacker`.
 
     The fast path of a ``with`` block full of fixed-shape samples: ``rows`` is
     a 2-D array, one sample per row; blocks are sliced from it and each block
-    is one run of samples.
+    is one run of samples. With a ``helper`` (an executor), the second half of
+    each chunk's blocks is encoded there while the caller encodes the first:
+    compressing and hashing release the GIL, so two cores share the work.
     """
     n = len(rows)
     if not n:
@@ -240,20 +261,23 @@ def pack_uniform(
     per_block, per_chunk = uniform_layout(nbytes, block_bytes, chunk_bytes)
     out: list[Run] = []
     for c0 in range(0, n, per_chunk):
-        parts: list[bytes] = []
-        spans: list[tuple[int, int]] = []  # block offset, samples
-        offset = 0
-        for b0 in range(c0, min(c0 + per_chunk, n), per_block):
-            block = rows[b0 : b0 + per_block]
-            encoded = encode(block.reshape(-1))
-            spans.append((offset, len(block)))
-            parts.append(encoded)
-            offset += len(encoded)
-        data = b"".join(parts)
+        blocks = [rows[b0 : b0 + per_block] for b0 in range(c0, min(c0 + per_chunk, n), per_block)]
+        if helper is not None and len(blocks) >= _HELPED_BLOCKS:
+            half = len(blocks) // 2
+            later = helper.submit(_encode_blocks, encode, blocks[half:])
+            try:
+                first = _encode_blocks(encode, blocks[:half])
+            except BaseException:
+                wait([later])  # nothing keeps running behind the caller's back
+                raise
+            encoded = first + later.result()
+        else:
+            encoded = _encode_blocks(encode, blocks)
+        data = b"".join(part for part, _ in encoded)
         digest = digest_bytes(data)
         store_chunk(digest, data)
-        out.extend(
-            Run(digest, boff, len(part), block_check(part), 0, count, nbytes)
-            for (boff, count), part in zip(spans, parts, strict=True)
-        )
+        offset = 0
+        for block, (part, check) in zip(blocks, encoded, strict=True):
+            out.append(Run(digest, offset, len(part), check, 0, len(block), nbytes))
+            offset += len(part)
     return out
