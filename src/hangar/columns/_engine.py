@@ -7,13 +7,14 @@ Data flows one way: columns -> format -> store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 from hangar._gcpause import gc_paused
+from hangar._helper import helper_thread, in_halves
 from hangar.columns._index import SegmentIndex, SegmentView
 from hangar.columns._rows import RowBuffer
 from hangar.columns._table import StagedTable, bucket_locations, is_packed
@@ -424,10 +425,11 @@ class ColumnEngine:
         self, locs: SegmentLocations, put: Callable[[str, bytes], None] | None
     ) -> list[SegmentRef]:
         """Segments of a flat bucket given as arrays (see :mod:`hangar.columns._table`)."""
+        parts = [locs.slice(s, s + SEGMENT_ROWS) for s in range(0, len(locs), SEGMENT_ROWS)]
+        # Parquet writes release the GIL: half of the segments are encoded on the helper
+        datas = in_halves(_encode_all, parts, helper_thread())
         refs = []
-        for start in range(0, len(locs), SEGMENT_ROWS):
-            part = locs.slice(start, start + SEGMENT_ROWS)
-            data = encode_locations(part)
+        for part, data in zip(parts, datas, strict=True):
             digest = digest_bytes(data)
             (put or self.store.put)(manifest_key(digest), data)
             refs.append(SegmentRef(digest, len(part), part.keys[0], part.keys[-1]))
@@ -468,3 +470,8 @@ class ColumnEngine:
         )  # fmt: skip
         self.changed.clear()
         self.table.clear()  # every packed row was in a bucket this commit rewrote
+
+
+def _encode_all(parts: Sequence[SegmentLocations]) -> list[bytes]:
+    """The Parquet bytes of each segment."""
+    return [encode_locations(part) for part in parts]

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from concurrent.futures import Executor, wait
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Executor
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from hangar._helper import in_halves
 
 __all__ = [
     "BlockCache",
@@ -214,11 +217,6 @@ class BlockCache:
         self._items.clear()
 
 
-#: blocks a chunk needs before half of them go to the helper thread (a hand-over costs
-#: about what encoding one 64 KiB block does)
-_HELPED_BLOCKS = 4
-
-
 def uniform_layout(nbytes: int, block_bytes: int, chunk_bytes: int) -> tuple[int, int]:
     """Samples per block and per chunk when every sample has ``nbytes`` bytes."""
     per_block = max(1, block_bytes // max(nbytes, 1))
@@ -227,7 +225,7 @@ def uniform_layout(nbytes: int, block_bytes: int, chunk_bytes: int) -> tuple[int
 
 
 def _encode_blocks(
-    encode: Callable[[np.ndarray[Any, Any]], bytes], blocks: list[np.ndarray[Any, Any]]
+    encode: Callable[[np.ndarray[Any, Any]], bytes], blocks: Sequence[np.ndarray[Any, Any]]
 ) -> list[tuple[bytes, str]]:
     """Each block encoded, with its check."""
     out = []
@@ -262,17 +260,7 @@ def pack_uniform(
     out: list[Run] = []
     for c0 in range(0, n, per_chunk):
         blocks = [rows[b0 : b0 + per_block] for b0 in range(c0, min(c0 + per_chunk, n), per_block)]
-        if helper is not None and len(blocks) >= _HELPED_BLOCKS:
-            half = len(blocks) // 2
-            later = helper.submit(_encode_blocks, encode, blocks[half:])
-            try:
-                first = _encode_blocks(encode, blocks[:half])
-            except BaseException:
-                wait([later])  # nothing keeps running behind the caller's back
-                raise
-            encoded = first + later.result()
-        else:
-            encoded = _encode_blocks(encode, blocks)
+        encoded = in_halves(partial(_encode_blocks, encode), blocks, helper)
         data = b"".join(part for part, _ in encoded)
         digest = digest_bytes(data)
         store_chunk(digest, data)
