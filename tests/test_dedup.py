@@ -67,7 +67,7 @@ def test_same_digest_different_bytes_are_both_kept(monkeypatch: pytest.MonkeyPat
     """A digest collision (forced here) never makes two different samples share bytes."""
     repo = new_repo()
     scheme = repo._sample_digest
-    collide = SampleDigest(scheme.name, scheme._new, lambda rows: [b"\0" * 8] * len(rows))
+    collide = SampleDigest(scheme.name, scheme._new, lambda rows: bytes(8 * len(rows)))
     monkeypatch.setattr(Repository, "_sample_digest", property(lambda self: collide))
     co = repo.checkout(write=True)
     col = co.add_ndarray_column("f", shape=(64,), dtype=np.float32)
@@ -93,21 +93,21 @@ def _d(name: str) -> bytes:
 def test_row_dedup_pairs_point_at_packed_rows_of_any_page() -> None:
     d = RowDedup()
     page1 = np.array([[1, 1], [2, 2], [1, 1]], np.uint8)
-    fresh, same = d.split([_d("a"), _d("b"), _d("a")], page1)
+    fresh, same = d.split(b"".join([_d("a"), _d("b"), _d("a")]), page1)
     assert fresh is not None
     assert fresh.tolist() == [0, 1]
     assert same.tolist() == [[2, 0]]
     page2 = np.array([[3, 3], [2, 2], [9, 9]], np.uint8)
     # row 5: digest of row 0, other bytes
-    fresh, same = d.split([_d("c"), _d("b"), _d("a")], page2)
+    fresh, same = d.split(b"".join([_d("c"), _d("b"), _d("a")]), page2)
     assert fresh is not None
     assert fresh.tolist() == [0, 2]
     assert same.tolist() == [[4, 1]]
-    fresh, same = d.split([_d("x")], np.array([[7, 7]], np.uint8))
+    fresh, same = d.split(b"".join([_d("x")]), np.array([[7, 7]], np.uint8))
     assert fresh is None
     assert same.tolist() == []
     with pytest.raises(ValueError, match="8-byte"):
-        d.split([b"short"], np.array([[7, 7]], np.uint8))
+        d.split(b"".join([b"short"]), np.array([[7, 7]], np.uint8))
 
 
 def _reference_split(pages: list[tuple[list[bytes], np.ndarray[Any, Any]]]) -> list[Any]:
@@ -149,7 +149,7 @@ def test_row_dedup_matches_a_plain_dict_over_pages(seed: int, width: int) -> Non
     d = RowDedup()
     got = []
     for digests, rows in pages:
-        fresh, same = d.split(digests, rows)
+        fresh, same = d.split(b"".join(digests), rows)
         # every row kept (a candidate repeat that was not one): the same as None
         everything = fresh is None or fresh.tolist() == list(range(len(rows)))
         got.append((None if everything else fresh.tolist(), same.tolist()))

@@ -268,15 +268,27 @@ def test_sample_digest_schemes_are_the_documented_hashes() -> None:
 
     rows = np.arange(3 * 12, dtype=np.float32).reshape(3, 12)
     xxh3, blake = sample_digest_scheme("xxh3-64"), sample_digest_scheme("blake2b-64")
-    assert xxh3.rows(rows) == [xxhash.xxh3_64_digest(r.tobytes()) for r in rows]
-    assert blake.rows(rows) == [hashlib.blake2b(r.tobytes(), digest_size=8).digest() for r in rows]
+    assert xxh3.rows(rows) == b"".join(xxhash.xxh3_64_digest(r.tobytes()) for r in rows)
+    assert blake.rows(rows) == b"".join(
+        hashlib.blake2b(r.tobytes(), digest_size=8).digest() for r in rows
+    )
     for scheme in (xxh3, blake):
-        assert scheme.of(rows[1], variable=False) == scheme.rows(rows)[1]
+        assert scheme.of(rows[1], variable=False) == scheme.rows(rows)[8:16]
         # where shapes vary, the shape is part of the digest
         assert scheme.of(rows[1], variable=True) != scheme.of(rows[1].reshape(3, 4), variable=True)
-    assert xxh3.rows(np.arange(4, dtype=np.int64)) == [
+    assert xxh3.rows(np.arange(4, dtype=np.int64)) == b"".join(
         xxhash.xxh3_64_digest(np.int64(i).tobytes()) for i in range(4)
-    ]
+    )
+    # rows of 1 to 16 bytes are hashed with numpy: the same digests, every length
+    rng = np.random.default_rng(7)
+    for width in [*range(1, 18), 24]:
+        small = rng.integers(0, 256, (500, width), dtype=np.uint8)
+        small[:3] = np.array([[0], [255], [128]])  # the edges of every byte
+        want = b"".join(xxhash.xxh3_64_digest(r.tobytes()) for r in small)
+        assert xxh3.rows(small) == want, width
+        assert xxh3.rows(small.view(f"V{width}").reshape(-1)) == want, width
+        assert xxh3.of(small[4], variable=False) == want[32:40]
+    assert xxh3.rows(np.zeros((0, 4), np.uint8)) == b""
     with pytest.raises(InvalidKeyError, match="unknown sample digest"):
         sample_digest_scheme("sha1-64")
 

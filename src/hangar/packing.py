@@ -108,8 +108,8 @@ class RowPacker:
         engine, schema = self.engine, self.engine.schema
         n = len(keys)
         start = len(self._keys)
-        page_digests = self._digest.rows(data)
-        fresh, pairs = self._dedup.split(page_digests, data) if self._dedup else (None, NO_PAIRS)
+        digests = self._digest.rows(data)
+        fresh, pairs = self._dedup.split(digests, data) if self._dedup else (None, NO_PAIRS)
         runs = pack_uniform(
             data if fresh is None else data[fresh],
             engine.codec.encode,
@@ -121,7 +121,6 @@ class RowPacker:
         if early:
             self._settle()
         columns = self._page_columns(n, start, runs, pairs)
-        digests = b"".join(page_digests)
         batch = SegmentLocations(
             keys=keys, chunks=list(self._chunks), block_checks=list(self._checks),
             fixed_shape=True, digests=digests, **columns,

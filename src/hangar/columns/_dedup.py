@@ -54,12 +54,12 @@ class RowDedup:
         self._count = 0
 
     def split(
-        self, digests: list[bytes], rows: np.ndarray[Any, Any]
+        self, digests: bytes, rows: np.ndarray[Any, Any]
     ) -> tuple[np.ndarray[Any, Any] | None, np.ndarray[Any, Any]]:
         """The rows of a page to pack, and the repeats: ``[row number, earlier row number]``.
 
         ``rows`` is a 2-D array, one sample per row, ``digests`` their
-        digests. Returns ``(None, no pairs)`` when every row is new (pack the
+        8-byte digests, joined. Returns ``(None, no pairs)`` when every row is new (pack the
         page as it is); otherwise the positions (in this page) of the rows to
         pack, and a pair per repeated row (an ``(m, 2)`` int64 array) with the
         number of the row it repeats, which is always one of the packed rows
@@ -74,12 +74,11 @@ class RowDedup:
         self._count += n
         if not n:
             return None, NO_PAIRS
-        packed = b"".join(digests)
-        if len(packed) != 8 * n:
+        if len(digests) != 8 * n:
             raise ValueError("RowDedup takes 8-byte digests, one per row")
         # each distinct digest of the page, and its first row in the page
         unique, first_here, inverse = np.unique(
-            np.frombuffer(packed, np.uint64), return_index=True, return_inverse=True
+            np.frombuffer(digests, np.uint64), return_index=True, return_inverse=True
         )
         seen, firsts = self._seen, self._firsts
         at = np.searchsorted(seen, unique)
