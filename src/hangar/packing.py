@@ -80,7 +80,7 @@ class RowPacker:
         self._same: list[np.ndarray[Any, Any]] = [NO_PAIRS]
         self._chunks: dict[str, int] = {}  # names every page's batch numbers its chunks by
         self._checks: dict[str, int] = {}
-        self._columns: list[dict[str, np.ndarray[Any, Any]]] = []  # per page
+        self._columns: list[np.ndarray[Any, Any]] = []  # per page: its location columns
         self._starts: list[int] = []  # number of each page's first row
         self._slots: list[int] = []  # the index slot of each page's first row
         self._early = 0  # rows packed before the block's end (they may be dead by then)
@@ -123,7 +123,7 @@ class RowPacker:
         columns = self._page_columns(n, start, runs, pairs)
         batch = SegmentLocations(
             keys=keys, chunks=list(self._chunks), block_checks=list(self._checks),
-            fixed_shape=True, digests=digests, **columns,
+            fixed_shape=True, digests=digests, **dict(zip(LOCATION_COLUMNS, columns, strict=True)),
         )  # fmt: skip
         self._keys.extend(keys)
         self._digests.append(digests)
@@ -140,32 +140,30 @@ class RowPacker:
 
     def _page_columns(
         self, n: int, start: int, runs: list[Run], pairs: np.ndarray[Any, Any]
-    ) -> dict[str, np.ndarray[Any, Any]]:
-        """Location columns of a page's rows: packed ones from ``runs``, repeats copied."""
-        out = {name: np.empty(n, np.int64) for name in LOCATION_COLUMNS}
+    ) -> np.ndarray[Any, Any]:
+        """Location columns of a page's rows, one row of a 2-D array each (in the order of
+        ``LOCATION_COLUMNS``): packed rows from ``runs``, repeats copied."""
+        out = np.empty((len(LOCATION_COLUMNS), n), np.int64)
         here = pairs[:, 0] - start  # the page's repeated rows
         fresh = np.ones(n, bool)
         fresh[here] = False
-        for name, values in run_columns(runs, self._chunks, self._checks).items():
-            out[name][fresh] = values
-        firsts = pairs[:, 1]
+        packed = run_columns(runs, self._chunks, self._checks)
+        for row, name in zip(out, LOCATION_COLUMNS, strict=True):
+            row[fresh] = packed[name]
+        firsts = pairs[:, 1]  # always packed rows: of this page, or of an earlier one
         local = firsts >= start
-        for column in out.values():
-            column[here[local]] = column[firsts[local] - start]
+        out[:, here[local]] = out[:, firsts[local] - start]
         if not local.all():  # repeats of rows of earlier pages
-            earlier = self._gather(firsts[~local])
-            for name, column in out.items():
-                column[here[~local]] = earlier[name]
+            out[:, here[~local]] = self._gather(firsts[~local])
         return out
 
-    def _gather(self, rows: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    def _gather(self, rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Location columns of earlier pages' rows (numbered from the block's first row)."""
         page_of = np.searchsorted(np.asarray(self._starts), rows, side="right") - 1
-        out = {name: np.empty(len(rows), np.int64) for name in LOCATION_COLUMNS}
+        out = np.empty((len(LOCATION_COLUMNS), len(rows)), np.int64)
         for p in np.unique(page_of).tolist():
             sel = page_of == p
-            for name, column in out.items():
-                column[sel] = self._columns[p][name][rows[sel] - self._starts[p]]
+            out[:, sel] = self._columns[p][:, rows[sel] - self._starts[p]]
         return out
 
     def fixups(self) -> list[list[Any]]:
