@@ -28,13 +28,21 @@ _pool: tuple[int, ThreadPoolExecutor] | None = None
 _lock = threading.Lock()
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def helper_thread() -> ThreadPoolExecutor | None:
-    """The process's helper thread, made on first use; None on a single-core machine.
+    """The process's helper thread, made on first use; None if the process may use one
+    CPU only (its affinity).
 
     A forked child gets its own (it has the parent's executor, not its thread).
     """
     global _pool  # noqa: PLW0603 - one helper per process, made lazily
-    if (os.cpu_count() or 1) < 2:
+    if _usable_cpus() < 2:
         return None
     with _lock:
         if _pool is None or _pool[0] != os.getpid():
