@@ -229,11 +229,13 @@ def test_staged_table_numbers_rows_across_batches_and_unifies_names() -> None:
     assert table.count == 0
 
 
-@pytest.mark.parametrize("kind", ["int", "str", "mixed"])
+@pytest.mark.parametrize("kind", ["range", "int", "str", "mixed"])
 def test_a_reopened_writer_gets_the_packed_rows_back_from_the_journal(kind: str) -> None:
     def key(i: int) -> Any:
+        if kind == "range":
+            return 7 + i
         if kind == "int" or (kind == "mixed" and i % 2):
-            return i
+            return 3 * i
         return f"k{i}"
 
     repo, co, col = new_column()
@@ -243,7 +245,10 @@ def test_a_reopened_writer_gets_the_packed_rows_back_from_the_journal(kind: str)
     entries = read_entries_of(co)
     ops = [op for e in entries for op in e.ops if op[0] == "setpacked"]
     assert len(ops) == 1
-    assert isinstance(ops[0][2], dict) == (kind == "int")  # int keys go inline
+    keys = ops[0][2]
+    assert isinstance(keys, dict) == (kind in ("range", "int"))  # int keys go inline
+    if kind == "range":
+        assert keys == {"range": [7, 300]}  # consecutive keys: no key bytes
     co.close()
     co = repo.checkout(write=True)
     engine = co._staging.columns["x"]
@@ -285,6 +290,13 @@ def _packed_entry(**change: Any) -> JournalEntry:
     [
         ({}, True),
         ({"same": None, "runs": [["c" * 40, 0, 10, "0" * 16, 0, 3, 16]]}, True),
+        ({"keys": {"range": [0, 3]}}, True),  # keys 0, 1, 2 with no key bytes
+        ({"keys": {"range": [-1, 3]}}, False),
+        ({"keys": {"range": [0, 0]}}, False),
+        ({"keys": {"range": [0, 2]}}, False),  # 2 keys, 3 digests
+        ({"keys": {"range": ["0", 3]}}, False),
+        ({"keys": {"range": [0, 3.0]}}, False),
+        ({"keys": {"range": [0]}}, False),
         ({"same": None}, False),  # the runs cover 2 keys of 3
         ({"digests": [0, 16]}, False),  # 16 bytes for 3 keys
         ({"digests": [0, 10_000]}, False),  # out of the entry

@@ -165,7 +165,9 @@ def packed_op(entry: JournalEntry, column: str, packed: PackedRows) -> list[Any]
     """The ``setpacked`` op of a with-block's packed rows, its arrays inline in ``entry``.
 
     ``["setpacked", column, keys, digests, runs, same]``: ``keys`` is a list,
-    or ``{"int64": [offset, nbytes]}`` when every key is an int; ``digests``
+    or ``{"int64": [offset, nbytes]}`` when every key is an int, or
+    ``{"range": [first, count]}`` when they are ``first, first + 1, ...``
+    (a block over ``range(n)``: no key bytes at all); ``digests``
     and ``same`` (pairs ``i, j`` or null) are ``[offset, nbytes]`` of inline
     bytes (8-byte digests; little-endian int64). Several times faster to
     write and replay than the same op in JSON (docs/format.md).
@@ -174,7 +176,11 @@ def packed_op(entry: JournalEntry, column: str, packed: PackedRows) -> list[Any]
     if type(keys[0]) is int:
         as_array = np.array(keys)
         if as_array.dtype.kind == "i":  # every key an int (a str key makes a str array)
-            keys = {"int64": entry.add_inline(as_array.astype("<i8").tobytes())}
+            first = int(as_array[0])
+            if as_array[-1] - first == len(as_array) - 1 and (np.diff(as_array) == 1).all():
+                keys = {"range": [first, len(as_array)]}
+            else:
+                keys = {"int64": entry.add_inline(as_array.astype("<i8").tobytes())}
     same = None
     if len(packed.same):
         same = entry.add_inline(packed.same.astype("<i8").tobytes())
@@ -195,7 +201,12 @@ def _replay_rows(engine: ColumnEngine, op: list[Any], blob: memoryview, branch: 
         _, _, keys, digests, runs, same = op
         if not engine.takes_rows:
             raise ValueError("packed rows for a column that does not take them")
-        if isinstance(keys, dict):
+        if isinstance(keys, dict) and "range" in keys:
+            first, count = keys["range"]
+            if type(first) is not int or type(count) is not int or first < 0 or count < 1:
+                raise ValueError("a range of keys must start at an int >= 0 and hold some")
+            keys = list(range(first, first + count))
+        elif isinstance(keys, dict):
             keys = np.frombuffer(_inline(blob, keys["int64"]), "<i8").tolist()
             if any(k < 0 for k in keys):
                 raise ValueError("a negative key")
