@@ -214,3 +214,37 @@ def test_a_column_that_is_gone_says_so_and_comes_back_when_added_again() -> None
     assert values(r["new"]) == {2: 2}
     assert values(r["kept"]) == {5: 5}
     r.close()
+
+
+def test_a_commit_whose_journal_cleanup_fails_still_lands_and_warns(
+    repo_location: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting the committed journal entries is cleanup: the new staging state already
+    says they are dead. A failed delete warns, and the next commit or reset removes them."""
+    repo = make_repo(repo_location)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("x", prototype=v(0))
+    for i in range(3):
+        col[i] = v(i)
+    store = co._staging.store
+    real_delete = store.delete
+
+    def refuse(key: str) -> None:
+        raise OSError("store unreachable (injected)")
+
+    monkeypatch.setattr(store, "delete", refuse)
+    with pytest.warns(RuntimeWarning, match="removing dead staging journal entries failed"):
+        first = co.commit("three")
+    assert first.startswith("a=")
+    assert repo.log(return_contents=True)["head"] == first
+    left = list(store.list("staging/heads/master/journal"))
+    assert left  # the dead entries are still there...
+    co.close()
+    co = repo.checkout(write=True)  # ...and ignored: nothing is staged
+    assert co.diff.status() == "CLEAN"
+    assert {k: int(a[0]) for k, a in co["x"].items()} == {0: 0, 1: 1, 2: 2}
+    monkeypatch.setattr(store, "delete", real_delete)
+    co["x"][3] = v(3)
+    co.commit("four")  # the next reset removes them all
+    assert not set(left) & set(store.list("staging/heads/master/journal"))
+    co.close()

@@ -12,6 +12,7 @@ compare-and-swap against the version this writer's lease fenced
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -605,7 +606,19 @@ class StagingArea:
         old = list_entries(self.store, self.branch)
         self._write_state(StagingState(self.lease.epoch, base_commit, (), self._seq))
         self._log = None  # the next entry starts a new log, live from its first byte
-        delete_entries(self.store, self.branch, old)
+        # the new state already says the old entries are dead: deleting them is cleanup,
+        # all at once, and one that fails is left for the next reset (which lists them all)
+        deletes = Uploads(in_flight=self.store.capabilities.round_trips)
+        try:
+            delete_entries(self.store, self.branch, old, deletes.start)
+            deletes.wait()
+        except Exception as exc:  # noqa: BLE001 - reported, not raised: nothing is lost
+            warnings.warn(
+                f"branch {self.branch!r}: removing dead staging journal entries failed "
+                f"({exc!r}); they are ignored, and removed at the next commit or reset",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _write_state(self, state: StagingState) -> None:
         """Swap the staging state; losing the swap means another writer took the branch."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,6 +225,17 @@ def _frames(data: bytes, name: str, pin: int | None) -> tuple[list[JournalEntry]
     return entries, pos
 
 
-def delete_entries(store: Store, branch: str, names: list[str]) -> None:
+def delete_entries(
+    store: Store,
+    branch: str,
+    names: list[str],
+    start: Callable[..., None] | None = None,
+) -> None:
+    """Delete journal entries (or logs); ``start(fn, *args)`` may run the deletes at once
+    (on an object store each is a round trip: see :mod:`hangar._uploads`)."""
     for name in names:
-        store.delete(f"{journal_prefix(branch)}/{name}")
+        key = f"{journal_prefix(branch)}/{name}"
+        if start is None:
+            store.delete(key)
+        else:
+            start(store.delete, key)
