@@ -92,3 +92,23 @@ def test_a_store_used_before_a_fork_works_in_the_child(
     assert child.exitcode == 0
     assert store.get("a/from-child") == b"child"
     assert store.get_range("a/obj", 8, 10) == b"89"
+
+
+@pytest.mark.parametrize("single_put", [None, 5 << 20], ids=["one-put", "multipart"])
+def test_plain_writes_through_obstore_are_read_the_same_by_both_clients(
+    seaweedfs: Any, monkeypatch: pytest.MonkeyPatch, single_put: int | None
+) -> None:
+    import hangar.store._obstore as obstore_module
+
+    if single_put is not None:  # past the single-PUT size: parts of 5 MiB (S3's least)
+        monkeypatch.setattr(obstore_module, "_SINGLE_PUT", single_put)
+    fast, slow = _stores(seaweedfs)
+    data = bytes(range(256)) * (12 * 4096)  # 12 MiB
+    fast.put("w/obj", memoryview(data))
+    slow.put("w/other", data)
+    assert slow.get("w/obj") == fast.get("w/obj") == data
+    assert fast.get("w/other") == data
+    fast.put("w/obj", b"replaced")  # a plain put overwrites
+    assert slow.get("w/obj") == b"replaced"
+    fast.put("w/empty", b"")
+    assert slow.get("w/empty") == b""

@@ -1,4 +1,4 @@
-"""Reads from S3-compatible servers through obstore (Rust ``object_store``).
+"""Reads and plain writes to S3-compatible servers through obstore (Rust ``object_store``).
 
 A ranged ``GetObject`` through aiobotocore, behind fsspec's event-loop thread,
 costs about 1.1 ms more than the same request sent by obstore (measured on
@@ -15,10 +15,14 @@ be configured to reach exactly the same objects with the same credentials:
 
 Anything else (AWS's own endpoint, profiles, credential chains, extra
 botocore settings) keeps every request on s3fs, as does the storage option
-``use_obstore=False``. Writes, listings and conditional requests always go
-through s3fs. A process forked after it used obstore (a fork-based data
-loader's workers, say) reads through s3fs: obstore's runtime does not survive
-a fork.
+``use_obstore=False``. Unconditional writes (chunks, manifest segments,
+journal entries, commit records) go through obstore too: a 70 KB ``PutObject``
+takes 1.3 ms there against 2.3 ms through s3fs, and four at once 0.73 ms each
+against 1.52 (s3fs signs and sends every request on its one event-loop
+thread). Listings, deletes and conditional requests (create-if-absent,
+compare-and-swap) always go through s3fs. A process forked after it used
+obstore (a fork-based data loader's workers, say) uses s3fs only: obstore's
+runtime does not survive a fork.
 """
 
 from __future__ import annotations
@@ -35,13 +39,17 @@ _ALLOWED = {"key", "secret", "token", "endpoint_url", "client_kwargs", "anon",
             "use_listings_cache"}  # fmt: skip
 
 
+#: bytes up to which a write is one PutObject (s3fs's threshold too; S3 allows 5 GB)
+_SINGLE_PUT = 50 << 20
+
 #: the process whose obstore runtime is live: obstore runs one global Rust runtime per
 #: process, whose threads a forked child does not have (a GET there would hang)
 _RUNTIME_PID: int | None = None
 
 
 class ObstoreReader:
-    """GETs of one bucket through obstore; a client per process (made on first use)."""
+    """GETs and plain PUTs of one bucket through obstore; a client per process (made on
+    first use)."""
 
     def __init__(self, bucket: str, config: S3Config, client_options: ClientConfig) -> None:
         self._bucket = bucket
@@ -73,6 +81,24 @@ class ObstoreReader:
 
         result = obstore.get(self._client(), path)
         return bytes(result.bytes()), str(result.meta["e_tag"])
+
+    def put(self, path: str, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` at ``path``: one ``PutObject`` up to :data:`_SINGLE_PUT` bytes
+        (as s3fs does), a multipart upload of 50 MiB parts past that.
+
+        Errors are :class:`OSError` (obstore's own for denied access and the like,
+        which already are; anything else wrapped), as from s3fs.
+        """
+        import obstore
+
+        try:
+            size = len(data) if not isinstance(data, memoryview) else data.nbytes
+            obstore.put(self._client(), path, data, use_multipart=size > _SINGLE_PUT,
+                        chunk_size=_SINGLE_PUT)  # fmt: skip
+        except OSError:
+            raise
+        except Exception as exc:  # obstore's errors that are not OSErrors
+            raise OSError(f"PUT {path} failed: {exc}") from exc
 
     def get_range(self, path: str, start: int, end: int) -> bytes | None:
         """Bytes ``[start, end)``, cut at the object's end; None when ``start`` is past it.

@@ -4,7 +4,7 @@
 - ``put_if_absent``: ``PutObject`` with ``If-None-Match: *``;
 - ``replace_if_version``: ``PutObject`` with ``If-Match: <etag>``;
 - ``get_range``: one ``GetObject`` with a ``Range`` header (sent by obstore
-  where it can be, see :mod:`hangar.store._obstore`).
+  where it can be, see :mod:`hangar.store._obstore`; so are plain puts).
 
 An ETag is a digest of the content, so an object rewritten with identical bytes
 keeps its version: a compare-and-swap only tells content apart. Conditional
@@ -111,6 +111,12 @@ class S3Store(RemoteStore):
         return self._run(self._a_get_object(key))
 
     # -------------------------------------------------------------- writes
+    def _put(self, key: str, data: Buffer) -> None:
+        if self._reader is not None and self._reader.usable():
+            self._reader.put(self._key(key), data)
+            return
+        super()._put(key, data)
+
     def _delete(self, key: str) -> None:
         self._fs.call_s3("delete_object", Bucket=self.bucket, Key=self._key(key))
 
