@@ -10,7 +10,7 @@ import pytest
 
 from hangar.exceptions import ObjectNotFoundError
 from hangar.store import Store, open_store
-from hangar.store._obstore import obstore_reader
+from hangar.store._obstore import obstore_client
 
 CREDS = {"key": "k", "secret": "s"}
 
@@ -31,15 +31,15 @@ CREDS = {"key": "k", "secret": "s"}
 def test_obstore_is_used_only_where_it_reaches_the_same_objects(
     options: dict[str, Any], used: bool
 ) -> None:
-    assert (obstore_reader("b", {"use_listings_cache": False, **options}) is not None) is used
+    assert (obstore_client("b", {"use_listings_cache": False, **options}) is not None) is used
 
 
 def _stores(seaweedfs: Any) -> tuple[Store, Store]:
     url = f"s3://{seaweedfs.create_bucket()}/p"
     fast = open_store(url, **seaweedfs.storage_options())
     slow = open_store(url, use_obstore=False, **seaweedfs.storage_options())
-    assert fast._reader is not None  # type: ignore[attr-defined]
-    assert slow._reader is None  # type: ignore[attr-defined]
+    assert fast._obstore is not None  # type: ignore[attr-defined]
+    assert slow._obstore is None  # type: ignore[attr-defined]
     return fast, slow
 
 
@@ -62,7 +62,7 @@ def test_both_clients_read_the_same_bytes_and_versions(seaweedfs: Any) -> None:
             store.get_range("a/missing", 0, 4)
     # the option survives pickling, as the other storage options do
     again = pickle.loads(pickle.dumps(slow))
-    assert again._reader is None
+    assert again._obstore is None
 
 
 def _use_in_child(store: Store, out: Any) -> None:

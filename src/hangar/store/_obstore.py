@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, S3Config
 
-__all__ = ["ObstoreReader", "obstore_reader"]
+__all__ = ["ObstoreClient", "obstore_client"]
 
 _ALLOWED = {"key", "secret", "token", "endpoint_url", "client_kwargs", "anon",
             "use_listings_cache"}  # fmt: skip
@@ -47,7 +47,7 @@ _SINGLE_PUT = 50 << 20
 _RUNTIME_PID: int | None = None
 
 
-class ObstoreReader:
+class ObstoreClient:
     """GETs and plain PUTs of one bucket through obstore; a client per process (made on
     first use)."""
 
@@ -116,8 +116,8 @@ class ObstoreReader:
             raise
 
 
-def obstore_reader(bucket: str, options: dict[str, Any]) -> ObstoreReader | None:
-    """A reader with the same endpoint and credentials as ``options``, or None (see above)."""
+def obstore_client(bucket: str, options: dict[str, Any]) -> ObstoreClient | None:
+    """A client with the same endpoint and credentials as ``options``, or None (see above)."""
     if not options.get("use_obstore", True):
         return None
     options = {k: v for k, v in options.items() if k != "use_obstore"}
@@ -143,4 +143,4 @@ def obstore_reader(bucket: str, options: dict[str, Any]) -> ObstoreReader | None
     else:
         return None
     client_options: ClientConfig = {"allow_http": str(endpoint).startswith("http://")}
-    return ObstoreReader(bucket, config, client_options)
+    return ObstoreClient(bucket, config, client_options)

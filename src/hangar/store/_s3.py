@@ -18,7 +18,7 @@ from typing import Any
 import s3fs
 
 from ._base import Buffer, Version
-from ._obstore import obstore_reader
+from ._obstore import obstore_client
 from ._remote import WRITE_ID, PreconditionFailedError, RemoteStore
 
 __all__ = ["S3Store"]
@@ -60,7 +60,7 @@ class S3Store(RemoteStore):
 
     def _make_fs(self, options: dict[str, Any]) -> Any:
         # GETs go through obstore where it reaches the same objects (hangar.store._obstore)
-        self._reader = obstore_reader(self.bucket, options)
+        self._obstore = obstore_client(self.bucket, options)
         return s3fs.S3FileSystem(**{k: v for k, v in options.items() if k != "use_obstore"})
 
     def _is_missing(self, exc: BaseException) -> bool:
@@ -88,9 +88,9 @@ class S3Store(RemoteStore):
         return self._get_versioned(key)[0]
 
     def _get_range(self, key: str, start: int, end: int) -> bytes:
-        if self._reader is not None and self._reader.usable():
+        if self._obstore is not None and self._obstore.usable():
             try:
-                data = self._reader.get_range(self._key(key), start, end)
+                data = self._obstore.get_range(self._key(key), start, end)
             except FileNotFoundError as exc:
                 raise self._not_found(key) from exc
             return b"" if data is None else data
@@ -102,9 +102,9 @@ class S3Store(RemoteStore):
             raise
 
     def _get_versioned(self, key: str) -> tuple[bytes, Version]:
-        if self._reader is not None and self._reader.usable():
+        if self._obstore is not None and self._obstore.usable():
             try:
-                data, etag = self._reader.get(self._key(key))
+                data, etag = self._obstore.get(self._key(key))
             except FileNotFoundError as exc:
                 raise self._not_found(key) from exc
             return data, Version(etag)
@@ -112,8 +112,8 @@ class S3Store(RemoteStore):
 
     # -------------------------------------------------------------- writes
     def _put(self, key: str, data: Buffer) -> None:
-        if self._reader is not None and self._reader.usable():
-            self._reader.put(self._key(key), data)
+        if self._obstore is not None and self._obstore.usable():
+            self._obstore.put(self._key(key), data)
             return
         super()._put(key, data)
 
