@@ -50,9 +50,7 @@ def replay_entry(
             try:
                 _replay_set(columns[op[1]], op, blob)
             except (TypeError, ValueError, IndexError) as exc:
-                raise HangarError(
-                    f"staging journal of branch {branch!r}: a malformed entry"
-                ) from exc
+                raise _malformed(branch) from exc
         elif kind == "setruns":
             _, name, keys, subkeys, digests_hex, shapes, runs, *same = op
             locs = _with_repeats(
@@ -69,9 +67,7 @@ def replay_entry(
             try:
                 _checked_keys([op[2]], [op[3]])
             except (TypeError, ValueError) as exc:
-                raise HangarError(
-                    f"staging journal of branch {branch!r}: a malformed entry"
-                ) from exc
+                raise _malformed(branch) from exc
             with contextlib.suppress(KeyError):
                 columns[op[1]].del_slot(op[2], op[3])
         else:
@@ -80,6 +76,10 @@ def replay_entry(
                 "(written by a newer hangar?)"
             )
     return schemas_changed
+
+
+def _malformed(branch: str) -> HangarError:
+    return HangarError(f"staging journal of branch {branch!r}: a malformed entry")
 
 
 def _with_repeats(
@@ -102,7 +102,7 @@ def _with_repeats(
                 raise ValueError(first)
             out.append(next(it) if first is None else out[first])
     except (StopIteration, TypeError, ValueError) as exc:
-        raise HangarError(f"staging journal of branch {branch!r}: a malformed entry") from exc
+        raise _malformed(branch) from exc
     return out
 
 
@@ -150,9 +150,9 @@ def _replay_packed(  # noqa: PLR0917
         _checked_keys(keys, subkeys)
         digests = bytes.fromhex(digests_hex)
     except (TypeError, ValueError) as exc:
-        raise HangarError(f"staging journal of branch {branch!r}: a malformed entry") from exc
+        raise _malformed(branch) from exc
     if len(locs) != len(keys) or len(digests) != 8 * len(keys):
-        raise HangarError(f"staging journal of branch {branch!r}: a malformed entry")
+        raise _malformed(branch)
     new = tuple.__new__
     for i, (key, loc) in enumerate(zip(keys, locs, strict=True)):
         raw_shape = shapes[i] if shapes is not None else None
@@ -217,6 +217,6 @@ def _replay_rows(engine: ColumnEngine, op: list[Any], blob: memoryview, branch: 
             pairs = np.frombuffer(_inline(blob, same), "<i8").reshape(-1, 2)
         batch = batch_from_runs(keys, bytes(_inline(blob, digests)), [Run(*r) for r in runs], pairs)
     except (TypeError, ValueError, KeyError) as exc:
-        raise HangarError(f"staging journal of branch {branch!r}: a malformed entry") from exc
+        raise _malformed(branch) from exc
     engine.index.update(zip(keys, engine.table.add(batch), strict=True))
     engine.changed.update(keys)
