@@ -419,8 +419,10 @@ class Repository:
     def _diff_side(self, name: str, what: str) -> str | None:
         if not isinstance(name, str) or not name:
             raise InvalidKeyError(f"`{what}` must be a branch name or a commit, not {name!r}")
-        if name in refs.list_branches(self._store):
+        try:  # a branch: one read of its ref
             return self._branch_head(name)
+        except (RefNotFoundError, InvalidKeyError):
+            pass  # no branch of that name (or not one a branch can have): a commit or tag
         try:
             cid = self._resolve_commit(name)
             self._read_commit(cid)
