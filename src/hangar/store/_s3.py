@@ -18,7 +18,7 @@ from typing import Any
 import s3fs
 
 from ._base import Buffer, Version
-from ._obstore import obstore_client
+from ._obstore import ObstoreClient, obstore_client
 from ._remote import WRITE_ID, PreconditionFailedError, RemoteStore
 
 __all__ = ["S3Store"]
@@ -59,7 +59,7 @@ class S3Store(RemoteStore):
     """
 
     def _make_fs(self, options: dict[str, Any]) -> Any:
-        # GETs go through obstore where it reaches the same objects (hangar.store._obstore)
+        # GETs and plain puts go through obstore where it reaches the same objects
         self._obstore = obstore_client(self.bucket, options)
         return s3fs.S3FileSystem(**{k: v for k, v in options.items() if k != "use_obstore"})
 
@@ -84,13 +84,18 @@ class S3Store(RemoteStore):
             body.close()
         return data, Version(resp["ETag"])
 
+    def _fast(self) -> ObstoreClient | None:
+        """The obstore client, where this store has one and this process may use it."""
+        client = self._obstore
+        return client if client is not None and client.usable() else None
+
     def _get(self, key: str) -> bytes:
         return self._get_versioned(key)[0]
 
     def _get_range(self, key: str, start: int, end: int) -> bytes:
-        if self._obstore is not None and self._obstore.usable():
+        if (fast := self._fast()) is not None:
             try:
-                data = self._obstore.get_range(self._key(key), start, end)
+                data = fast.get_range(self._key(key), start, end)
             except FileNotFoundError as exc:
                 raise self._not_found(key) from exc
             return b"" if data is None else data
@@ -102,9 +107,9 @@ class S3Store(RemoteStore):
             raise
 
     def _get_versioned(self, key: str) -> tuple[bytes, Version]:
-        if self._obstore is not None and self._obstore.usable():
+        if (fast := self._fast()) is not None:
             try:
-                data, etag = self._obstore.get(self._key(key))
+                data, etag = fast.get(self._key(key))
             except FileNotFoundError as exc:
                 raise self._not_found(key) from exc
             return data, Version(etag)
@@ -112,8 +117,8 @@ class S3Store(RemoteStore):
 
     # -------------------------------------------------------------- writes
     def _put(self, key: str, data: Buffer) -> None:
-        if self._obstore is not None and self._obstore.usable():
-            self._obstore.put(self._key(key), data)
+        if (fast := self._fast()) is not None:
+            fast.put(self._key(key), data)
             return
         super()._put(key, data)
 
