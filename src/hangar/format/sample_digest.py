@@ -88,13 +88,17 @@ _PRIME64_3 = np.uint64(0x165667B19E3779F9)
 _PRIME_MX1 = np.uint64(0x165667919E3779F9)
 _PRIME_MX2 = np.uint64(0x9FB21C651E98DF25)
 _LOW32 = np.uint64(0xFFFFFFFF)
-_BITFLIP_1TO3 = np.uint64(
-    int.from_bytes(_SECRET[0:4], "little") ^ int.from_bytes(_SECRET[4:8], "little")
-)
 
 
-def _secret64(offset: int) -> np.uint64:
-    return np.uint64(int.from_bytes(_SECRET[offset : offset + 8], "little"))
+def _secret(offset: int, nbytes: int = 8) -> int:
+    return int.from_bytes(_SECRET[offset : offset + nbytes], "little")
+
+
+# the secret words each length range mixes in (seed 0)
+_BITFLIP_1TO3 = np.uint64(_secret(0, 4) ^ _secret(4, 4))
+_BITFLIP_4TO8 = np.uint64(_secret(8) ^ _secret(16))
+_BITFLIP_9TO16_LO = np.uint64(_secret(24) ^ _secret(32))
+_BITFLIP_9TO16_HI = np.uint64(_secret(40) ^ _secret(48))
 
 
 def _u(x: int) -> np.uint64:
@@ -141,15 +145,15 @@ def _xxh3_small(raw: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
             return small
         if n <= 8:
             input64 = _read(raw, n - 4, 4) + (_read(raw, 0, 4) << _u(32))
-            h: np.ndarray[Any, Any] = input64 ^ (_secret64(8) ^ _secret64(16))
+            h: np.ndarray[Any, Any] = input64 ^ _BITFLIP_4TO8
             h ^= _rotl(h, 49) ^ _rotl(h, 24)  # XXH3_rrmxmx
             h *= _PRIME_MX2
             h ^= (h >> _u(35)) + _u(n)
             h *= _PRIME_MX2
             h ^= h >> _u(28)
             return h
-        lo = _read(raw, 0, 8) ^ (_secret64(24) ^ _secret64(32))
-        hi = _read(raw, n - 8, 8) ^ (_secret64(40) ^ _secret64(48))
+        lo = _read(raw, 0, 8) ^ _BITFLIP_9TO16_LO
+        hi = _read(raw, n - 8, 8) ^ _BITFLIP_9TO16_HI
         acc: np.ndarray[Any, Any] = _u(n) + lo.byteswap() + hi + _mul128_fold64(lo, hi)
         acc ^= acc >> _u(37)  # XXH3_avalanche
         acc *= _PRIME_MX1
