@@ -1,10 +1,13 @@
-"""A writer killed (SIGKILL) at a random moment of a loop of with-blocks, writes and commits.
+"""Writers killed (SIGKILL) or frozen (SIGSTOP) at a random moment of their work.
 
 Whatever instant the kill lands on (inside a block's end, a journal append, a
 commit's segment uploads, its ref swap or the journal cleanup after it), the
 next writer must find every write and every commit that returned to the dead
-one, and a repository that verifies and takes the next commit. Run on local
-disk and on the SeaweedFS S3 server.
+one, and a repository that verifies and takes the next commit. A writer frozen
+inside its commit until its lease expires, then resumed after another writer
+took the branch over, either had its commit land before it froze or is fenced
+by the epoch in the ref: it never replaces the new writer's commit. Run on
+local disk and on the SeaweedFS S3 server.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 import pytest
 
 from hangar import Repository
-from test_repository_processes import make_repo, run_py
+from test_repository_processes import make_repo, run_py, writer_after_expiry
 
 BLOCK = 400  # samples per with-block
 
@@ -138,3 +141,73 @@ def test_writer_killed_anywhere_in_its_loop_on_s3(seaweedfs: Any, seed: int) -> 
     url, opts = f"s3://{seaweedfs.create_bucket()}/repo", seaweedfs.storage_options()
     repo = make_repo(url, storage_options=opts)
     check_after_kill(repo, kill_somewhere(url, opts, seed))
+
+
+FROZEN_CHILD = """
+    import numpy as np
+    from hangar import Repository
+    repo = Repository({url!r}, storage_options={opts!r})
+    co = repo.checkout(write=True, lease_seconds=1.5)
+    img = co.add_ndarray_column("img", shape=(64,), dtype=np.uint8)
+    with img:
+        for k in range({block}):
+            img[k] = ((np.arange(64, dtype=np.int64) * (k + 7)) % 251).astype(np.uint8)
+    print("committing", flush=True)
+    try:
+        print("commit", co.commit("frozen writer"), flush=True)
+    except PermissionError as exc:
+        print("fenced", type(exc).__name__, flush=True)
+"""
+
+
+def freeze_in_commit_and_take_over(url: str, opts: dict[str, Any], seed: int) -> None:
+    """Freeze (SIGSTOP) a writer at a random instant of its commit, let its lease expire,
+    take the branch over (committing or not), then let the frozen writer go on."""
+    rng = random.Random(seed)
+    repo = Repository(url, storage_options=opts)
+    proc = run_py(FROZEN_CHILD.format(url=url, opts=opts, block=BLOCK), wait=False)
+    try:
+        assert proc.stdout.readline().decode().split() == ["committing"], proc.stderr.read()
+        time.sleep(rng.uniform(0, 0.03))
+        proc.send_signal(signal.SIGSTOP)
+        co = writer_after_expiry(repo)  # the frozen writer's lease runs out
+        took_over_commit = None
+        if rng.random() < 0.5:
+            co["img", "taker"] = sample(10**6)
+            took_over_commit = co.commit("the writer that took over")
+        co.close()
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    out, err = proc.communicate(timeout=60)
+    word, *rest = out.decode().split("\n")[-2].split()
+    assert word in ("commit", "fenced"), err.decode()
+    history = repo.log(return_contents=True)
+    if word == "fenced":  # it resumed before its ref swap, which the new epoch refused
+        assert rest == ["LeaseLostError"]
+    else:  # it was frozen after its ref swap: its commit landed, and is kept
+        assert rest[0] in history["order"]
+    if took_over_commit is not None:
+        assert history["head"] == took_over_commit  # never replaced by the stale writer
+    co = repo.checkout(write=True)  # the frozen writer's block: committed, or staged still
+    img = co["img"]
+    for k in (0, BLOCK // 2, BLOCK - 1):
+        assert np.array_equal(img[k], sample(k)), k
+    co.close()
+    assert repo.verify_repo_integrity() is True
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_writer_frozen_in_its_commit_past_its_lease_is_fenced_on_local_disk(
+    tmp_path: Path, seed: int
+) -> None:
+    make_repo(str(tmp_path))
+    freeze_in_commit_and_take_over(str(tmp_path), {}, seed)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_writer_frozen_in_its_commit_past_its_lease_is_fenced_on_s3(
+    seaweedfs: Any, seed: int
+) -> None:
+    url, opts = f"s3://{seaweedfs.create_bucket()}/repo", seaweedfs.storage_options()
+    make_repo(url, storage_options=opts)
+    freeze_in_commit_and_take_over(url, opts, seed)
