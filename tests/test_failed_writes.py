@@ -248,3 +248,58 @@ def test_a_commit_whose_journal_cleanup_fails_still_lands_and_warns(
     co.commit("four")  # the next reset removes them all
     assert not set(left) & set(store.list("staging/heads/master/journal"))
     co.close()
+
+
+def test_a_page_failing_while_the_last_one_is_encoded_stops_the_encoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At a block's end a page is digested while the helper thread encodes the one before
+    (hangar.packing.pack_rows): if that fails, the encoding under way is stopped and
+    waited for, and the block fails as any other."""
+    import threading
+    import time
+
+    import hangar.format.chunks as chunks_module
+    import hangar.staging as staging_module
+    from hangar.format.codec import BlockCodec
+    from hangar.format.sample_digest import SampleDigest
+
+    for module in (staging_module, chunks_module):  # pages of 40 rows, blocks of 4
+        monkeypatch.setattr(module, "uniform_layout", lambda *a: (4, 40))
+    repo = make_repo((f"memory://pages-{__import__('uuid').uuid4().hex}", {}))
+    co = repo.checkout(write=True)
+    images = co.add_ndarray_column("images", prototype=v(0))
+    images[0] = v(0)
+    co.commit("one")
+    encoded: list[str] = []
+    real_encode, real_rows = BlockCodec.encode, SampleDigest.rows
+
+    def slow_encode(self: Any, block: Any) -> bytes:
+        encoded.append(threading.current_thread().name)
+        time.sleep(0.002)
+        return real_encode(self, block)
+
+    pages = []
+
+    def rows(self: Any, data: Any) -> bytes:
+        pages.append(len(data))
+        if len(pages) == 3:
+            raise MemoryError("injected")
+        return real_rows(self, data)
+
+    monkeypatch.setattr(BlockCodec, "encode", slow_encode)
+    monkeypatch.setattr(SampleDigest, "rows", rows)
+    with pytest.raises(MemoryError, match="injected"), images:  # noqa: PT012
+        for i in range(200):  # five pages
+            images[i] = v(1000 + i)
+    done = len(encoded)
+    time.sleep(0.05)
+    assert len(encoded) == done  # nothing is still encoding behind the caller
+    assert "hangar-helper_0" in encoded  # the helper was encoding the second page
+    monkeypatch.setattr(SampleDigest, "rows", real_rows)
+    assert values(images) == {0: 0}
+    with images:
+        images[5] = v(5)
+    co.commit("two")
+    co.close()
+    assert values(repo.checkout()["images"]) == {0: 0, 5: 5}

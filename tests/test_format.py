@@ -402,23 +402,5 @@ def test_pack_uniform_with_a_helper_thread_packs_the_same_chunks() -> None:
             pack_uniform(rows, failing, 2_000, 20_000, helped.__setitem__, helper=helper)
         done = len(calls)
         time.sleep(0.05)
-        assert len(calls) == done  # the helper's half was waited for: nothing still running
-        assert sum(c.startswith("Thread") for c in calls) == 5
-
-
-def test_in_halves_keeps_order_and_uses_the_helper_for_the_second_half() -> None:
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from hangar._helper import HELPED_ITEMS, in_halves
-
-    def where(items: list[int]) -> list[tuple[int, str]]:
-        return [(i, threading.current_thread().name) for i in items]
-
-    with ThreadPoolExecutor(1, thread_name_prefix="helper") as helper:
-        out = in_halves(where, list(range(9)), helper)
-        assert [i for i, _ in out] == list(range(9))
-        assert [t.startswith("helper") for _, t in out] == [False] * 4 + [True] * 5
-        small = in_halves(where, list(range(HELPED_ITEMS - 1)), helper)
-        assert not any(t.startswith("helper") for _, t in small)
-    assert [i for i, _ in in_halves(where, list(range(9)), None)] == list(range(9))
+        assert len(calls) == done  # the helper was stopped and waited for: nothing running
+        assert 1 <= sum(c.startswith("Thread") for c in calls) < 150  # it took some, not all

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from hangar._helper import helper_thread
+from hangar._helper import SharedWork, helper_thread
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
@@ -48,3 +51,73 @@ def test_a_forked_child_gets_a_helper_that_runs() -> None:
     assert os.read(r, 1) == b"1"
     assert os.waitstatus_to_exitcode(status) == 0
     assert helper_thread() is parent
+
+
+def where(i: int) -> tuple[int, str]:
+    time.sleep(0.001)  # long enough for both threads to take items
+    return i, threading.current_thread().name
+
+
+def test_shared_work_keeps_order_and_both_threads_take_items() -> None:
+    with ThreadPoolExecutor(1, thread_name_prefix="helper") as helper:
+        out = SharedWork(where, list(range(40)), helper).result()
+    assert [i for i, _ in out] == list(range(40))
+    names = {name for _, name in out}
+    assert names == {"MainThread", "helper_0"}
+
+
+def test_shared_work_goes_on_while_the_caller_does_something_else() -> None:
+    with ThreadPoolExecutor(1, thread_name_prefix="helper") as helper:
+        work = SharedWork(where, list(range(10)), helper)
+        time.sleep(0.2)  # the caller is busy elsewhere: the helper does them all
+        out = work.result()
+    assert out == [(i, "helper_0") for i in range(10)]
+
+
+def test_shared_work_without_a_helper_is_done_by_the_caller() -> None:
+    out = SharedWork(where, list(range(5)), None).result()
+    assert out == [(i, "MainThread") for i in range(5)]
+
+
+def test_shared_work_raises_the_helpers_error_and_stops_on_the_callers() -> None:
+    def fail_on_helper(i: int) -> int:
+        time.sleep(0.001)
+        if threading.current_thread().name != "MainThread":
+            raise MemoryError("helper")
+        return i
+
+    with ThreadPoolExecutor(1, thread_name_prefix="helper") as helper:
+        with pytest.raises(MemoryError, match="helper"):
+            SharedWork(fail_on_helper, list(range(20)), helper).result()
+
+        calls: list[str] = []
+
+        def fail_on_caller(i: int) -> int:
+            calls.append(threading.current_thread().name)
+            time.sleep(0.002)
+            if threading.current_thread().name == "MainThread":
+                raise MemoryError("caller")
+            return i
+
+        with pytest.raises(MemoryError, match="caller"):
+            SharedWork(fail_on_caller, list(range(200)), helper).result()
+        done = len(calls)
+        time.sleep(0.05)
+        assert len(calls) == done < 200  # the helper stopped taking items, and was waited for
+
+
+def test_abandoned_shared_work_takes_no_more_items() -> None:
+    calls: list[int] = []
+
+    def slow(i: int) -> int:
+        calls.append(i)
+        time.sleep(0.002)
+        return i
+
+    with ThreadPoolExecutor(1, thread_name_prefix="helper") as helper:
+        work = SharedWork(slow, list(range(500)), helper)
+        time.sleep(0.01)
+        work.abandon()
+        done = len(calls)
+        time.sleep(0.05)
+    assert 1 <= len(calls) == done < 500

@@ -1,28 +1,26 @@
 """One helper thread per process, for CPU work that releases the GIL.
 
 Compressing and hashing a block of samples, and writing a Parquet segment,
-release the GIL, so a second core can take half of a chunk's blocks (or of
-a commit's segments) while the calling thread does the other half
-(:func:`in_halves`). One thread is enough for the two cores this targets;
-more would only queue.
+release the GIL, so a second core can share a page's blocks (or a commit's
+segments) with the calling thread (:class:`SharedWork`): the helper starts at
+once, and the caller joins in when it asks for the results, after doing
+other work meanwhile if it has some. One thread is enough for the two cores
+this targets; more would only queue.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor, wait
-from typing import TypeVar
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
+from typing import Any, Generic, TypeVar
 
-__all__ = ["helper_thread", "in_halves"]
+__all__ = ["SharedWork", "helper_thread"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-#: items a call needs before half of them go to the helper (a hand-over costs about
-#: what encoding one 64 KiB block does)
-HELPED_ITEMS = 4
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 _lock = threading.Lock()
@@ -50,23 +48,52 @@ def helper_thread() -> ThreadPoolExecutor | None:
         return _pool[1]
 
 
-def in_halves(
-    fn: Callable[[Sequence[T]], list[R]], items: Sequence[T], helper: Executor | None
-) -> list[R]:
-    """``fn(items)``, the second half of the items done on ``helper`` meanwhile.
+class SharedWork(Generic[T, R]):
+    """``fn`` of each item, shared out as it goes: the helper starts on the items at once,
+    and the caller takes whatever is left when it asks for the results (:meth:`result`).
 
-    ``fn`` maps a list of items to a list of results, one each, in order.
-    Without a helper, or with fewer than :data:`HELPED_ITEMS` items, the
-    caller does it all. If the caller's half fails, the helper's half is
-    waited for before the error is raised: nothing keeps running behind it.
+    The caller can do other work meanwhile (a with-block's end digests the next page
+    while the helper compresses this one), then join in, so neither core waits for the
+    other more than one item's worth.
     """
-    if helper is None or len(items) < HELPED_ITEMS:
-        return fn(items)
-    half = len(items) // 2
-    later = helper.submit(fn, items[half:])
-    try:
-        first = fn(items[:half])
-    except BaseException:
-        wait([later])
-        raise
-    return first + later.result()
+
+    __slots__ = ("_fn", "_future", "_items", "_next", "_out", "_stopped")
+
+    def __init__(self, fn: Callable[[T], R], items: Sequence[T], helper: Executor | None) -> None:
+        self._fn = fn
+        self._items = items
+        self._out: list[Any] = [None] * len(items)
+        self._next = itertools.count()  # the next item to take: next() is atomic
+        self._stopped = False
+        self._future: Future[None] | None = None
+        if helper is not None and len(items) >= 2:
+            self._future = helper.submit(self._work)
+
+    def _work(self) -> None:
+        items, out, fn = self._items, self._out, self._fn
+        n = len(items)
+        for i in self._next:
+            if i >= n or self._stopped:
+                return
+            out[i] = fn(items[i])
+
+    def result(self) -> list[R]:
+        """Every item's result, in order; the caller does what the helper has not taken.
+
+        If either side fails, the other is finished or stopped before the error is raised.
+        """
+        try:
+            self._work()
+        except BaseException:
+            self.abandon()
+            raise
+        future = self._future
+        if future is not None and not future.cancel():
+            future.result()  # the helper's last item; raises what it raised
+        return self._out
+
+    def abandon(self) -> None:
+        """Take no more items and wait for the helper's current one (on an error path)."""
+        self._stopped = True
+        if self._future is not None and not self._future.cancel():
+            wait([self._future])

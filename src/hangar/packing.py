@@ -23,7 +23,15 @@ from hangar.columns._engine import ColumnEngine, Pending
 from hangar.columns._rows import RowBuffer
 from hangar.columns._table import LOCATION_COLUMNS, run_columns
 from hangar.exceptions import HangarError
-from hangar.format.chunks import ChunkPacker, Run, SampleLocation, expand_runs, pack_uniform
+from hangar.format.chunks import (
+    ChunkPacker,
+    Run,
+    SampleLocation,
+    UniformPacking,
+    expand_runs,
+    pack_uniform,
+    start_uniform,
+)
 from hangar.format.manifest import Entry, Key, SegmentLocations
 from hangar.format.sample_digest import SampleDigest
 
@@ -48,6 +56,17 @@ class PackedRows:
     digests: bytes
     runs: list[Run]
     same: np.ndarray[Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """A page started by :meth:`RowPacker.start_page`: digested, its repeats found,
+    its other rows being encoded."""
+
+    keys: list[Key]
+    digests: bytes
+    pairs: np.ndarray[Any, Any]
+    packing: UniformPacking
 
 
 class RowPacker:
@@ -93,31 +112,51 @@ class RowPacker:
         a key of this page may still be written again or deleted in the block
         (:meth:`fixups`).
         """
+        self.finish_page(self.start_page(keys, data), early=early)
+
+    def start_page(self, keys: list[Key], data: np.ndarray[Any, Any]) -> _Page:
+        """Digest a page, find its repeats and start encoding the rest (on the helper thread,
+        which goes on while the caller starts the next page); :meth:`finish_page` next."""
+        self._check_usable()
+        try:
+            digests = self._digest.rows(data)
+            fresh, pairs = self._dedup.split(digests, data) if self._dedup else (None, NO_PAIRS)
+            schema = self.engine.schema
+            packing = start_uniform(data if fresh is None else data[fresh],
+                                    self.engine.codec.encode, schema.block_bytes,
+                                    schema.chunk_bytes, helper=helper_thread())  # fmt: skip
+        except BaseException as exc:
+            self.failed = exc  # the repeat finder saw the page: it cannot be added again
+            raise
+        return _Page(keys, digests, pairs, packing)
+
+    def finish_page(self, page: _Page, *, early: bool = False) -> None:
+        """Store a started page's chunks and point its keys at them."""
+        self._check_usable()
+        try:
+            self._finish(page, early)
+        except BaseException as exc:
+            self.failed = exc
+            raise
+
+    def abandon(self, page: _Page) -> None:
+        """Stop a started page that will not be finished (an error elsewhere)."""
+        page.packing.abandon()
+        self.failed = self.failed or HangarError("a page of this with-block was not packed")
+
+    def _check_usable(self) -> None:
         if self.failed is not None:
             raise HangarError(
                 f"column {self.engine.name!r}: packing this with-block's samples failed "
                 f"earlier ({self.failed!r}); its writes are not stored"
             ) from self.failed
-        try:
-            self._add(keys, data, early)
-        except BaseException as exc:
-            self.failed = exc  # the repeat finder saw the page: it cannot be added again
-            raise
 
-    def _add(self, keys: list[Key], data: np.ndarray[Any, Any], early: bool) -> None:
-        engine, schema = self.engine, self.engine.schema
+    def _finish(self, page: _Page, early: bool) -> None:
+        engine = self.engine
+        keys, digests, pairs = page.keys, page.digests, page.pairs
         n = len(keys)
         start = len(self._keys)
-        digests = self._digest.rows(data)
-        fresh, pairs = self._dedup.split(digests, data) if self._dedup else (None, NO_PAIRS)
-        runs = pack_uniform(
-            data if fresh is None else data[fresh],
-            engine.codec.encode,
-            schema.block_bytes,
-            schema.chunk_bytes,
-            self._store_chunk,
-            helper=helper_thread(),
-        )
+        runs = page.packing.finish(self._store_chunk)
         if early:
             self._settle()
         columns = self._page_columns(n, start, runs, pairs)
@@ -209,8 +248,21 @@ def pack_rows(rows: RowBuffer, packer: RowPacker) -> PackedRows:
     """
     pages = list(rows.live_pages())
     rows.clear()
-    for keys, data in pages:
-        packer.add(keys, data)
+    started: _Page | None = None
+    try:
+        for keys, data in pages:
+            # this page is digested and deduplicated while the helper encodes the last one
+            page = packer.start_page(keys, data)
+            if started is not None:
+                done, started = started, None
+                packer.finish_page(done)
+            started = page
+        if started is not None:
+            done, started = started, None
+            packer.finish_page(done)
+    finally:
+        if started is not None:  # an error: stop the page under way
+            packer.abandon(started)
     return packer.finish()
 
 

@@ -7,14 +7,14 @@ Data flows one way: columns -> format -> store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 from hangar._gcpause import gc_paused
-from hangar._helper import helper_thread, in_halves
+from hangar._helper import SharedWork, helper_thread
 from hangar.columns._index import SegmentIndex, SegmentView
 from hangar.columns._rows import RowBuffer
 from hangar.columns._table import StagedTable, bucket_locations, is_packed
@@ -426,8 +426,8 @@ class ColumnEngine:
     ) -> list[SegmentRef]:
         """Segments of a flat bucket given as arrays (see :mod:`hangar.columns._table`)."""
         parts = [locs.slice(s, s + SEGMENT_ROWS) for s in range(0, len(locs), SEGMENT_ROWS)]
-        # Parquet writes release the GIL: half of the segments are encoded on the helper
-        datas = in_halves(_encode_all, parts, helper_thread())
+        # Parquet writes release the GIL: the helper thread encodes segments too
+        datas = SharedWork(encode_locations, parts, helper_thread()).result()
         refs = []
         for part, data in zip(parts, datas, strict=True):
             digest = digest_bytes(data)
@@ -470,8 +470,3 @@ class ColumnEngine:
         )  # fmt: skip
         self.changed.clear()
         self.table.clear()  # every packed row was in a bucket this commit rewrote
-
-
-def _encode_all(parts: Sequence[SegmentLocations]) -> list[bytes]:
-    """The Parquet bytes of each segment."""
-    return [encode_locations(part) for part in parts]

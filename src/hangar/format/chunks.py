@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from hangar._helper import in_halves
+from hangar._helper import SharedWork
 
 __all__ = [
     "BlockCache",
@@ -33,6 +33,7 @@ __all__ = [
     "expand_runs",
     "pack_uniform",
     "runs_of",
+    "start_uniform",
     "uniform_layout",
 ]
 
@@ -224,15 +225,75 @@ def uniform_layout(nbytes: int, block_bytes: int, chunk_bytes: int) -> tuple[int
     return per_block, per_block * blocks_per_chunk
 
 
-def _encode_blocks(
-    encode: Callable[[np.ndarray[Any, Any]], bytes], blocks: Sequence[np.ndarray[Any, Any]]
-) -> list[tuple[bytes, str]]:
-    """Each block encoded, with its check."""
-    out = []
-    for block in blocks:
-        part = encode(block.reshape(-1))
-        out.append((part, block_check(part)))
-    return out
+def _encode_block(
+    encode: Callable[[np.ndarray[Any, Any]], bytes], block: np.ndarray[Any, Any]
+) -> tuple[bytes, str]:
+    """A block encoded, with its check."""
+    part = encode(block.reshape(-1))
+    return part, block_check(part)
+
+
+class UniformPacking:
+    """Samples of one size being encoded into blocks (:func:`start_uniform`); :meth:`finish`
+    makes the chunks."""
+
+    __slots__ = ("_blocks", "_blocks_per_chunk", "_nbytes", "_work")
+
+    def __init__(
+        self,
+        rows: np.ndarray[Any, Any],
+        encode: Callable[[np.ndarray[Any, Any]], bytes],
+        block_bytes: int,
+        chunk_bytes: int,
+        helper: Executor | None,
+    ) -> None:
+        n = len(rows)
+        self._nbytes = rows[0].nbytes if n else 0
+        per_block, per_chunk = uniform_layout(self._nbytes, block_bytes, chunk_bytes)
+        self._blocks_per_chunk = per_chunk // per_block
+        self._blocks = [rows[b0 : b0 + per_block] for b0 in range(0, n, per_block)]
+        self._work = SharedWork(partial(_encode_block, encode), self._blocks, helper)
+
+    def finish(self, store_chunk: Callable[[str, bytes], None]) -> list[Run]:
+        """Encode what the helper has not, store each chunk; the runs, one per block."""
+        encoded = self._work.result()
+        blocks_per_chunk = self._blocks_per_chunk
+        out: list[Run] = []
+        for c0 in range(0, len(self._blocks), blocks_per_chunk):
+            parts = encoded[c0 : c0 + blocks_per_chunk]
+            data = b"".join(part for part, _ in parts)
+            digest = digest_bytes(data)
+            store_chunk(digest, data)
+            offset = 0
+            for block, (part, check) in zip(self._blocks[c0 : c0 + blocks_per_chunk], parts,
+                                            strict=True):  # fmt: skip
+                out.append(Run(digest, offset, len(part), check, 0, len(block), self._nbytes))
+                offset += len(part)
+        return out
+
+    def abandon(self) -> None:
+        """Stop encoding (an error elsewhere): nothing keeps running behind the caller."""
+        self._work.abandon()
+
+
+def start_uniform(
+    rows: np.ndarray[Any, Any],
+    encode: Callable[[np.ndarray[Any, Any]], bytes],
+    block_bytes: int,
+    chunk_bytes: int,
+    *,
+    helper: Executor | None = None,
+) -> UniformPacking:
+    """Start packing samples that all have the same size; same layout as :class:`ChunkPacker`.
+
+    The fast path of a ``with`` block full of fixed-shape samples: ``rows`` is
+    a 2-D array, one sample per row; blocks are sliced from it and each block
+    is one run of samples. With a ``helper`` (an executor), the blocks are
+    encoded there from now on, and the caller takes the rest when it calls
+    :meth:`UniformPacking.finish`: compressing and hashing release the GIL, so
+    two cores share the work, and the caller may do other work in between.
+    """
+    return UniformPacking(rows, encode, block_bytes, chunk_bytes, helper)
 
 
 def pack_uniform(
@@ -244,28 +305,5 @@ def pack_uniform(
     *,
     helper: Executor | None = None,
 ) -> list[Run]:
-    """Pack samples that all have the same size; same layout as :class:`ChunkPacker`.
-
-    The fast path of a ``with`` block full of fixed-shape samples: ``rows`` is
-    a 2-D array, one sample per row; blocks are sliced from it and each block
-    is one run of samples. With a ``helper`` (an executor), the second half of
-    each chunk's blocks is encoded there while the caller encodes the first:
-    compressing and hashing release the GIL, so two cores share the work.
-    """
-    n = len(rows)
-    if not n:
-        return []
-    nbytes = rows[0].nbytes
-    per_block, per_chunk = uniform_layout(nbytes, block_bytes, chunk_bytes)
-    out: list[Run] = []
-    for c0 in range(0, n, per_chunk):
-        blocks = [rows[b0 : b0 + per_block] for b0 in range(c0, min(c0 + per_chunk, n), per_block)]
-        encoded = in_halves(partial(_encode_blocks, encode), blocks, helper)
-        data = b"".join(part for part, _ in encoded)
-        digest = digest_bytes(data)
-        store_chunk(digest, data)
-        offset = 0
-        for block, (part, check) in zip(blocks, encoded, strict=True):
-            out.append(Run(digest, offset, len(part), check, 0, len(block), nbytes))
-            offset += len(part)
-    return out
+    """:func:`start_uniform`, then finish at once: the runs of the blocks stored."""
+    return start_uniform(rows, encode, block_bytes, chunk_bytes, helper=helper).finish(store_chunk)
