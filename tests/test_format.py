@@ -404,3 +404,22 @@ def test_pack_uniform_with_a_helper_thread_packs_the_same_chunks() -> None:
         time.sleep(0.05)
         assert len(calls) == done  # the helper was stopped and waited for: nothing running
         assert 1 <= sum(c.startswith("Thread") for c in calls) < 150  # it took some, not all
+
+
+def test_packing_taken_rows_stores_what_packing_them_copied_out_does() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hangar.format.chunks import pack_uniform, start_uniform
+
+    codec = BlockCodec.from_metadata(codecs_from_backend_options(None, np.dtype(np.uint8)),
+                                     np.dtype(np.uint8))  # fmt: skip
+    rows = np.random.default_rng(2).integers(0, 9, (700, 100), dtype=np.uint8)
+    take = np.flatnonzero(np.random.default_rng(3).random(700) < 0.6)
+    copied: dict[str, bytes] = {}
+    taken: dict[str, bytes] = {}
+    runs = pack_uniform(rows[take], codec.encode, 2_000, 20_000, copied.__setitem__)
+    with ThreadPoolExecutor(1) as helper:
+        packing = start_uniform(rows, codec.encode, 2_000, 20_000, helper=helper, take=take)
+        assert packing.finish(taken.__setitem__) == runs
+    assert taken == copied
+    assert sum(r.samples for r in runs) == len(take)

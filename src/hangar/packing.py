@@ -122,9 +122,9 @@ class RowPacker:
             digests = self._digest.rows(data)
             fresh, pairs = self._dedup.split(digests, data) if self._dedup else (None, NO_PAIRS)
             schema = self.engine.schema
-            packing = start_uniform(data if fresh is None else data[fresh],
-                                    self.engine.codec.encode, schema.block_bytes,
-                                    schema.chunk_bytes, helper=helper_thread())  # fmt: skip
+            packing = start_uniform(data, self.engine.codec.encode, schema.block_bytes,
+                                    schema.chunk_bytes, helper=helper_thread(),
+                                    take=fresh)  # fmt: skip
         except BaseException as exc:
             self.failed = exc  # the repeat finder saw the page: it cannot be added again
             raise

@@ -233,11 +233,20 @@ def _encode_block(
     return part, block_check(part)
 
 
+def _encode_taken(
+    encode: Callable[[np.ndarray[Any, Any]], bytes],
+    rows: np.ndarray[Any, Any],
+    block: np.ndarray[Any, Any],
+) -> tuple[bytes, str]:
+    """The block of ``rows`` at row numbers ``block``, encoded, with its check."""
+    return _encode_block(encode, rows.take(block, axis=0))
+
+
 class UniformPacking:
     """Samples of one size being encoded into blocks (:func:`start_uniform`); :meth:`finish`
     makes the chunks."""
 
-    __slots__ = ("_blocks", "_blocks_per_chunk", "_nbytes", "_work")
+    __slots__ = ("_blocks_per_chunk", "_nbytes", "_sizes", "_work")
 
     def __init__(
         self,
@@ -245,29 +254,36 @@ class UniformPacking:
         encode: Callable[[np.ndarray[Any, Any]], bytes],
         block_bytes: int,
         chunk_bytes: int,
+        *,
         helper: Executor | None,
+        take: np.ndarray[Any, Any] | None = None,
     ) -> None:
-        n = len(rows)
-        self._nbytes = rows[0].nbytes if n else 0
+        n = len(rows) if take is None else len(take)
+        self._nbytes = rows[0].nbytes if len(rows) else 0
         per_block, per_chunk = uniform_layout(self._nbytes, block_bytes, chunk_bytes)
         self._blocks_per_chunk = per_chunk // per_block
-        self._blocks = [rows[b0 : b0 + per_block] for b0 in range(0, n, per_block)]
-        self._work = SharedWork(partial(_encode_block, encode), self._blocks, helper)
+        self._sizes = [min(per_block, n - b0) for b0 in range(0, n, per_block)]
+        if take is None:
+            blocks = [rows[b0 : b0 + per_block] for b0 in range(0, n, per_block)]
+            self._work = SharedWork(partial(_encode_block, encode), blocks, helper)
+        else:  # each block gathered by whichever thread encodes it
+            blocks = [take[b0 : b0 + per_block] for b0 in range(0, n, per_block)]
+            self._work = SharedWork(partial(_encode_taken, encode, rows), blocks, helper)
 
     def finish(self, store_chunk: Callable[[str, bytes], None]) -> list[Run]:
         """Encode what the helper has not, store each chunk; the runs, one per block."""
         encoded = self._work.result()
         blocks_per_chunk = self._blocks_per_chunk
         out: list[Run] = []
-        for c0 in range(0, len(self._blocks), blocks_per_chunk):
+        for c0 in range(0, len(self._sizes), blocks_per_chunk):
             parts = encoded[c0 : c0 + blocks_per_chunk]
             data = b"".join(part for part, _ in parts)
             digest = digest_bytes(data)
             store_chunk(digest, data)
             offset = 0
-            for block, (part, check) in zip(self._blocks[c0 : c0 + blocks_per_chunk], parts,
-                                            strict=True):  # fmt: skip
-                out.append(Run(digest, offset, len(part), check, 0, len(block), self._nbytes))
+            for size, (part, check) in zip(self._sizes[c0 : c0 + blocks_per_chunk], parts,
+                                           strict=True):  # fmt: skip
+                out.append(Run(digest, offset, len(part), check, 0, size, self._nbytes))
                 offset += len(part)
         return out
 
@@ -283,6 +299,7 @@ def start_uniform(
     chunk_bytes: int,
     *,
     helper: Executor | None = None,
+    take: np.ndarray[Any, Any] | None = None,
 ) -> UniformPacking:
     """Start packing samples that all have the same size; same layout as :class:`ChunkPacker`.
 
@@ -292,8 +309,10 @@ def start_uniform(
     encoded there from now on, and the caller takes the rest when it calls
     :meth:`UniformPacking.finish`: compressing and hashing release the GIL, so
     two cores share the work, and the caller may do other work in between.
+    ``take``: pack only these rows (numbers into ``rows``, in this order); each
+    block is gathered by the thread that encodes it, not copied out up front.
     """
-    return UniformPacking(rows, encode, block_bytes, chunk_bytes, helper)
+    return UniformPacking(rows, encode, block_bytes, chunk_bytes, helper=helper, take=take)
 
 
 def pack_uniform(
