@@ -1,4 +1,5 @@
-"""S3 GETs through obstore: when it is used, and that it reads what s3fs reads."""
+"""S3 GETs, HEADs and plain PUTs through obstore: when it is used, and that it reads and
+writes what s3fs does."""
 
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ def test_both_clients_read_the_same_bytes_and_versions(seaweedfs: Any) -> None:
     for store in (fast, slow):
         with pytest.raises(ObjectNotFoundError):
             store.get("a/missing")
+        # existence (chunks are checked before they are written) agrees too
+        assert store.exists("a/obj")
+        assert not store.exists("a/missing")
+        assert not store.exists("a")  # a folder of objects is not an object
         with pytest.raises(ObjectNotFoundError):
             store.get_range("a/missing", 0, 4)
     # the option survives pickling, as the other storage options do
