@@ -250,12 +250,14 @@ def test_a_commit_whose_journal_cleanup_fails_still_lands_and_warns(
     co.close()
 
 
-def test_a_page_failing_while_the_last_one_is_encoded_stops_the_encoding(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("failing", ["digest", "store"])
+def test_a_page_failing_while_another_is_encoded_stops_the_encoding(
+    monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     """At a block's end a page is digested while the helper thread encodes the one before
-    (hangar.packing.pack_rows): if that fails, the encoding under way is stopped and
-    waited for, and the block fails as any other."""
+    (hangar.packing.pack_rows), and stored while the helper encodes the one after: if
+    either fails, the encoding under way is stopped and waited for, and the block fails
+    as any other."""
     import threading
     import time
 
@@ -288,15 +290,28 @@ def test_a_page_failing_while_the_last_one_is_encoded_stops_the_encoding(
         return real_rows(self, data)
 
     monkeypatch.setattr(BlockCodec, "encode", slow_encode)
-    monkeypatch.setattr(SampleDigest, "rows", rows)
+    if failing == "digest":  # the third page's digest, while the second is encoded
+        monkeypatch.setattr(SampleDigest, "rows", rows)
+    else:  # the second page's chunk, while the third is encoded
+        store = co._staging.store
+        real_put, chunks = store.put, []
+
+        def put(key: str, data: Any) -> None:
+            if key.startswith("chunks/"):
+                chunks.append(key)
+                if len(chunks) == 2:
+                    raise MemoryError("injected")
+            real_put(key, data)
+
+        monkeypatch.setattr(store, "put", put)
     with pytest.raises(MemoryError, match="injected"), images:  # noqa: PT012
         for i in range(200):  # five pages
             images[i] = v(1000 + i)
     done = len(encoded)
     time.sleep(0.05)
     assert len(encoded) == done  # nothing is still encoding behind the caller
-    assert "hangar-helper_0" in encoded  # the helper was encoding the second page
-    monkeypatch.setattr(SampleDigest, "rows", real_rows)
+    assert "hangar-helper_0" in encoded  # the helper was encoding a page
+    monkeypatch.undo()
     assert values(images) == {0: 0}
     with images:
         images[5] = v(5)

@@ -252,11 +252,9 @@ def pack_rows(rows: RowBuffer, packer: RowPacker) -> PackedRows:
     try:
         for keys, data in pages:
             # this page is digested and deduplicated while the helper encodes the last one
-            page = packer.start_page(keys, data)
-            if started is not None:
-                done, started = started, None
+            done, started = started, packer.start_page(keys, data)
+            if done is not None:
                 packer.finish_page(done)
-            started = page
         if started is not None:
             done, started = started, None
             packer.finish_page(done)
