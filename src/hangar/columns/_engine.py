@@ -426,12 +426,18 @@ class ColumnEngine:
     ) -> list[SegmentRef]:
         """Segments of a flat bucket given as arrays (see :mod:`hangar.columns._table`)."""
         parts = [locs.slice(s, s + SEGMENT_ROWS) for s in range(0, len(locs), SEGMENT_ROWS)]
-        # Parquet writes release the GIL: the helper thread encodes segments too
-        datas = SharedWork(encode_locations, parts, helper_thread()).result()
-        refs = []
-        for part, data in zip(parts, datas, strict=True):
+        store = put or self.store.put
+
+        def encode(part: SegmentLocations) -> tuple[bytes, str]:
+            data = encode_locations(part)
             digest = digest_bytes(data)
-            (put or self.store.put)(manifest_key(digest), data)
+            store(manifest_key(digest), data)  # its upload starts while others are encoded
+            return data, digest
+
+        # Parquet writes release the GIL: the helper thread encodes segments too
+        encoded = SharedWork(encode, parts, helper_thread()).result()
+        refs = []
+        for part, (data, digest) in zip(parts, encoded, strict=True):
             refs.append(SegmentRef(digest, len(part), part.keys[0], part.keys[-1]))
             self._written[digest] = SegmentView.of(data, part)
         return refs
