@@ -49,12 +49,15 @@ class _CheckoutBase:
         return self._alive()
 
     def __len__(self) -> int:
+        """Number of columns."""
         return len(self._alive())
 
     def __contains__(self, name: object) -> bool:
+        """Whether there is a column named ``name``."""
         return name in self._alive()
 
     def __iter__(self) -> Iterator[str]:
+        """Names of the columns."""
         return iter(self._alive())
 
     def keys(self) -> list[str]:
@@ -110,6 +113,8 @@ class _CheckoutBase:
                               show_time=show_time, show_user=show_user)  # fmt: skip
 
     def __enter__(self) -> Any:
+        """``with co:``, Hangar's fast path for reads: they need no setup here, so it only
+        checks that the checkout is open (and leaves it open)."""
         self._alive()
         return self
 
@@ -249,6 +254,7 @@ class WriterCheckout(_CheckoutBase):
             column[key[1]] = value
 
     def __delitem__(self, key: Any) -> None:
+        """``del co[column, key]`` or ``del co[column, key, subkey]``."""
         cols = self._alive()
         if isinstance(key, tuple) and len(key) == 2:
             del cols[key[0]][key[1]]
@@ -258,6 +264,7 @@ class WriterCheckout(_CheckoutBase):
             raise InvalidKeyError("use del co[column, key] or del co[column, key, subkey]")
 
     def __enter__(self) -> Any:
+        """``with co:``: one with-block over every column (writes buffered until its end)."""
         self._alive()
         self._staging.enter()
         return self

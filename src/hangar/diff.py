@@ -282,6 +282,7 @@ class RawConflicts(NamedTuple):
 
     @property
     def any(self) -> bool:
+        """Whether there is any conflict."""
         return bool(self.t1 or self.t21 or self.t22 or self.t3 or self.schemas)
 
     def keys(self) -> set[tuple[str, Key, Key | None]]:

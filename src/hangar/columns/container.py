@@ -76,6 +76,7 @@ class Columns:
         return self.keys()
 
     def __getitem__(self, name: str) -> Any:
+        """The column named ``name``; KeyError if there is none."""
         return self._column(name)
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -86,12 +87,15 @@ class Columns:
             return default
 
     def __contains__(self, name: object) -> bool:
+        """Whether there is a column named ``name``."""
         return name in self._engines()
 
     def __len__(self) -> int:
+        """Number of columns."""
         return len(self._engines())
 
     def __iter__(self) -> Iterator[str]:
+        """Names of the columns, sorted."""
         return iter(self.keys())
 
     def keys(self) -> list[str]:
@@ -99,10 +103,12 @@ class Columns:
         return sorted(self._engines())
 
     def values(self) -> Iterator[Any]:
+        """The columns, by name."""
         for name in self.keys():
             yield self._column(name)
 
     def items(self) -> Iterator[tuple[str, Any]]:
+        """(name, column) pairs, by name."""
         for name in self.keys():
             yield name, self._column(name)
 
@@ -113,6 +119,7 @@ class Columns:
 
     @property
     def remote_sample_keys(self) -> dict[str, tuple[Any, ...]]:
+        """Per column: the keys of samples only on a remote (none, on a store)."""
         return dict.fromkeys(self.keys(), ())
 
     def delete(self, name: str) -> str:
@@ -126,4 +133,5 @@ class Columns:
         return name
 
     def __delitem__(self, name: str) -> None:
+        """``del co.columns[name]``: :meth:`delete`."""
         self.delete(name)

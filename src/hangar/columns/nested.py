@@ -40,15 +40,19 @@ class FlatSubsampleReader:
         )
 
     def __len__(self) -> int:
+        """Number of subsamples of this sample."""
         return len(self._subs())
 
     def __contains__(self, subkey: object) -> bool:
+        """Whether this sample has a subsample ``subkey``."""
         return subkey in self._subs()
 
     def __iter__(self) -> Iterator[Key]:
+        """The subsample keys."""
         return iter(self.keys())
 
     def __getitem__(self, subkey: Key) -> Any:
+        """The subsample ``subkey``; KeyError if there is none."""
         subs = self._subs()  # a column no longer in its checkout raises here
         try:
             slot = subs[subkey]
@@ -59,6 +63,7 @@ class FlatSubsampleReader:
         return self._engine.read(slot)
 
     def get(self, subkey: Key, default: Any = None) -> Any:
+        """The subsample ``subkey``, or ``default`` if there is none."""
         self._engine.check_current()
         try:
             return self[subkey]
@@ -66,13 +71,16 @@ class FlatSubsampleReader:
             return default
 
     def keys(self, local: bool = False) -> Iterator[Key]:
+        """The subsample keys (``local`` is Hangar's: every sample is local here)."""
         yield from list(self._subs())
 
     def values(self, local: bool = False) -> Iterator[Any]:
+        """Every subsample."""
         for _, v in self.items(local):
             yield v
 
     def items(self, local: bool = False) -> Iterator[tuple[Key, Any]]:
+        """Every (subkey, subsample) pair."""
         for sk, slot in list(self._subs().items()):
             yield sk, self._engine.read(slot)
 
@@ -91,6 +99,7 @@ class FlatSubsampleWriter(FlatSubsampleReader):
         return self._staging
 
     def __setitem__(self, subkey: Key, value: Any) -> None:
+        """Store ``value`` as subsample ``subkey`` (replacing any there)."""
         self.update({subkey: value})
 
     def update(self, other: Mapping[Key, Any] | Iterable[tuple[Key, Any]] | None = None,
@@ -107,12 +116,14 @@ class FlatSubsampleWriter(FlatSubsampleReader):
             staging.set(self._engine, self.sample, sk, pending)
 
     def __delitem__(self, subkey: Key) -> None:
+        """Remove subsample ``subkey``; KeyError if there is none."""
         staging = self._staging_area()
         if subkey not in self._subs():
             raise SampleKeyError(f"no subsample {subkey!r} in sample {self.sample!r}")
         staging.delete(self._engine, self.sample, subkey)
 
     def pop(self, subkey: Key, default: Any = _MISSING) -> Any:
+        """Remove subsample ``subkey`` and return it (``default`` if given and absent)."""
         self._engine.check_current()
         try:
             value = self[subkey]
@@ -140,15 +151,18 @@ class NestedSampleReader(ColumnBase):
         return sum(len(v) for v in self._engine.index.values())
 
     def __getitem__(self, key: Key) -> FlatSubsampleReader:
+        """The subsamples of sample ``key``, as a mapping; KeyError if there is none."""
         if key not in self._engine.index:
             raise SampleKeyError(f"no sample {key!r} in column {self.column!r}")
         return self._sub(self._engine, self._staging, key)
 
     def values(self, local: bool = False) -> Iterator[FlatSubsampleReader]:
+        """Every sample, as a mapping of its subsamples."""
         for key in self.keys():
             yield self[key]
 
     def items(self, local: bool = False) -> Iterator[tuple[Key, FlatSubsampleReader]]:
+        """Every (key, mapping of subsamples) pair."""
         for key in self.keys():
             yield key, self[key]
 
@@ -159,6 +173,7 @@ class NestedSampleWriter(NestedSampleReader):
     _sub = FlatSubsampleWriter
 
     def __getitem__(self, key: Key) -> FlatSubsampleWriter:
+        """The subsamples of sample ``key``, as a writable mapping."""
         sub = super().__getitem__(key)
         assert isinstance(sub, FlatSubsampleWriter)
         return sub
@@ -191,6 +206,8 @@ class NestedSampleWriter(NestedSampleReader):
                 staging.set(self._engine, key, sk, pending)
 
     def pop(self, key: Key, default: Any = _MISSING) -> Any:
+        """Remove sample ``key`` and return its subsamples as a dict (``default`` if given
+        and absent)."""
         if key not in self._engine.index:
             if default is _MISSING:
                 raise SampleKeyError(f"no sample {key!r} in column {self.column!r}")
