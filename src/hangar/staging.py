@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hangar import _gcpause
+from hangar._progress import progress
 from hangar._uploads import Uploads
 from hangar.columns._engine import ColumnEngine, Pending
 from hangar.columns._index import SegmentIndex
@@ -487,13 +488,15 @@ class StagingArea:
         for engine in self.columns.values():
             engine.unpacked = False
         columns: dict[str, ColumnRecord] = {}
-        try:
-            for name, engine in sorted(self.columns.items()):
-                columns[name] = engine.build_record(put=self._start_put)
-        except BaseException:
-            self._uploads.drain()  # nothing keeps running; the first error is the one raised
-            raise
-        self._uploads.wait()  # every segment is stored before the commit names it
+        # a commit of millions of samples writes hundreds of segments: a bar after 2 s
+        with progress(f"commit to {self.branch!r}", "segment") as bar:
+            try:
+                for name, engine in sorted(self.columns.items()):
+                    columns[name] = engine.build_record(put=self._start_put, written=bar.update)
+            except BaseException:
+                self._uploads.drain()  # nothing keeps running; the first error is raised
+                raise
+            self._uploads.wait()  # every segment is stored before the commit names it
         parents = (self.base_commit,) if self.base_commit else ()
         staged = CommitRecord(parents, user_name, user_email, now_iso(), message, columns)
         cid, record = self._move_ref(staged)

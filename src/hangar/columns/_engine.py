@@ -388,12 +388,17 @@ class ColumnEngine:
             return list(zip(keys, repeat(None), map(bucket.__getitem__, keys)))
         return [(k, sk, bucket[k][sk]) for k in keys for sk in sorted(bucket[k], key=key_order)]
 
-    def build_record(self, put: Callable[[str, bytes], None] | None = None) -> ColumnRecord:
+    def build_record(
+        self,
+        put: Callable[[str, bytes], None] | None = None,
+        written: Callable[[int], object] | None = None,
+    ) -> ColumnRecord:
         """Manifest segments for the current state, rewriting only the buckets that changed.
 
         ``put(key, data)`` stores a segment (default: the store's ``put``). A
         writer passes one that only starts the write, and waits for them all
-        before its commit record names the segments.
+        before its commit record names the segments. ``written(n)`` is told of
+        each ``n`` segments made (a progress bar's ``update``).
         """
         count = len(self)
         index = self.index
@@ -413,12 +418,18 @@ class ColumnEngine:
                 if any(map(is_packed, slots)):
                     locs = bucket_locations(keys, slots, self.table)
                     if locs is not None:
-                        out.extend(self._write_locations(locs, put))
-                        continue
-                    slots = self.table.entries(slots)  # rows as entries, with the others
-                    out.extend(self._write_rows(list(zip(keys, repeat(None), slots)), put))
+                        refs = self._write_locations(locs, put)
+                    else:
+                        slots = self.table.entries(slots)  # rows as entries, with the others
+                        refs = self._write_rows(list(zip(keys, repeat(None), slots)), put)
+                    out.extend(refs)
+                    if written is not None:
+                        written(len(refs))
                     continue
-            out.extend(self._write_rows(self._bucket_rows(bucket), put))
+            refs = self._write_rows(self._bucket_rows(bucket), put)
+            out.extend(refs)
+            if written is not None:
+                written(len(refs))
         return ColumnRecord(self.schema, tuple(out), count)
 
     def _write_locations(
