@@ -185,3 +185,32 @@ def test_unknown_journal_operations_are_refused() -> None:
     columns, staging = _engine_for_replay()
     with pytest.raises(HangarError, match="unknown operation 'setlater'"):
         replay_entry(JournalEntry([["setlater", "x"]]), columns, staging._new_engine, "master")
+
+
+def test_adjacent_repeats_from_a_scan_are_separate_arrays(
+    repo_location: tuple[str, dict[str, Any]],
+) -> None:
+    """Keys next to each other whose samples are stored once (one row of one block) are
+    handed out by a scan as two arrays, not one array twice."""
+    repo = new_repo(repo_location)
+    a, b = distinct(2)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("img", prototype=a)
+    with col:
+        for i, value in enumerate([a, a, b, a, b, b]):
+            col[i] = value
+    for c in (col, co["img"]):  # staged (read_many) ...
+        got = dict(c.items())
+        got[0][:] = 0
+        got[2][:] = 0
+        assert np.array_equal(got[1], a)
+        assert np.array_equal(got[3], a)
+        assert np.array_equal(got[4], b)
+        assert [got[i] is got[j] for i, j in ((0, 1), (4, 5))] == [False, False]
+    co.commit("repeats")
+    co.close()
+    r = repo.checkout()  # ... and committed (a column-wise scan)
+    got = dict(r["img"].items())
+    got[0][:] = 0
+    assert np.array_equal(got[1], a)
+    r.close()

@@ -212,6 +212,7 @@ class ColumnEngine:
         last_offset = -1
         block: Any = None
         rows: Any = None
+        given: set[int] = set()  # rows of ``rows`` handed out already (a repeat gets a copy)
         views: dict[tuple[str, int], Any] = {}  # blocks as rows of samples, not copied
         for n, slot in enumerate(part):
             if type(slot) is not Entry:  # buffered or pending
@@ -231,8 +232,14 @@ class ColumnEngine:
                 last_chunk, last_offset = here
                 # fixed shapes: one copy of the block, each sample a row of it
                 rows = block.copy().reshape((-1, *fixed)) if per_row else None
+                given.clear()
             if rows is not None and loc[5] == per_row and not loc[4] % per_row:
-                batch.append(rows[loc[4] // per_row])
+                row = loc[4] // per_row
+                if row in given:  # a repeat stored once: each key's value is its own array
+                    batch.append(rows[row].copy())
+                else:
+                    given.add(row)
+                    batch.append(rows[row])
             else:
                 batch.append(self._sample(block, loc, slot[2]))
         return batch
