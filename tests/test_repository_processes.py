@@ -177,3 +177,26 @@ def test_single_sample_read_is_one_ranged_get_on_s3(seaweedfs: Any) -> None:
         assert np.array_equal(c[k], imgs[k])
     assert counting.calls == {"get_range": len(keys)}
     assert counting.bytes_read < len(keys) * 64 * 1024  # a block each, never a whole chunk
+
+
+def test_a_writer_that_cannot_close_at_exit_says_so_in_one_warning(tmp_path: Path) -> None:
+    make_repo(str(tmp_path))
+    code = textwrap.dedent(f"""
+        from hangar import Repository
+        repo = Repository({str(tmp_path)!r})
+        co = repo.checkout(write=True)
+        co.add_str_column("s")["k"] = "v"
+
+        def unreachable():
+            raise ConnectionError("the server is gone")
+
+        co._lease.release = unreachable  # as if the store could not be reached at exit
+    """)
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "branch 'master' could not be closed at exit" in done.stderr
+    assert "the server is gone" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Exception ignored" not in done.stderr

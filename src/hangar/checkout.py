@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -197,7 +198,7 @@ class WriterCheckout(_CheckoutBase):
         self._lease.start_heartbeat()
         self._columns = Columns(lambda: self._staging.columns, self._staging,
                                 self._staging.drop_column)  # fmt: skip
-        atexit.register(self.close)
+        atexit.register(self._close_at_exit)
 
     def __repr__(self) -> str:
         self._alive()
@@ -409,7 +410,24 @@ class WriterCheckout(_CheckoutBase):
         self._staging.close_blocks()
         self._columns = None
         self._lease.release()
-        atexit.unregister(self.close)
+        atexit.unregister(self._close_at_exit)
+
+    def _close_at_exit(self) -> None:
+        """:meth:`close` for a writer still open when the interpreter exits.
+
+        If the store cannot be reached then (a server already stopped), say so in one
+        warning instead of a traceback: the lease expires by itself.
+        """
+        try:
+            self.close()
+        except Exception as exc:  # noqa: BLE001 - reported: nothing else can be done at exit
+            warnings.warn(
+                f"hangar: the writer checkout of branch {self._branch!r} could not be closed "
+                f"at exit ({type(exc).__name__}: {exc}); its lease expires by itself, and "
+                "writes of a with-block still open were not stored",
+                RuntimeWarning,
+                stacklevel=1,
+            )
 
 
 def reopen_checkout(store: Any, commit: str) -> ReaderCheckout:
