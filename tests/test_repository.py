@@ -635,3 +635,24 @@ def test_arrays_from_a_scan_can_be_changed_without_touching_the_store() -> None:
     assert got[6].tolist() == [6, 6, 6, 6]
     assert r[5].tolist() == [5, 5, 5, 5]
     assert dict(r.items())[5].tolist() == [5, 5, 5, 5]
+
+
+def test_new_columns_get_bigger_blocks_on_object_stores(
+    repo_location: tuple[str, dict[str, Any]],
+) -> None:
+    from hangar.format.schema import BLOCK_BYTES, REMOTE_BLOCK_BYTES
+
+    url, opts = repo_location
+    repo = Repository(url, exists=False, storage_options=opts)
+    repo.init("t", "t@example.com", remove_old=True)
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("x", shape=(4,), dtype=np.uint8)
+    text = co.add_str_column("s")
+    want = REMOTE_BLOCK_BYTES if url.startswith("s3://") else BLOCK_BYTES
+    assert col._engine.schema.block_bytes == text._engine.schema.block_bytes == want
+    col[0] = np.arange(4, dtype=np.uint8)
+    co.commit("one")
+    co.close()
+    r = repo.checkout()
+    assert r["x"]._engine.schema.block_bytes == want  # it is the column's: in its schema
+    r.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from hangar.format.codec import codecs_from_backend_options
 from hangar.format.commits import CommitRecord
 from hangar.format.lease import Lease
 from hangar.format.names import validate_name
-from hangar.format.schema import ColumnSchema
+from hangar.format.schema import REMOTE_BLOCK_BYTES, ColumnSchema
 from hangar.merge import MERGE_TEXT, merge_branch
 from hangar.staging import StagingArea
 
@@ -278,6 +279,8 @@ class WriterCheckout(_CheckoutBase):
         validate_name(name, "column name")
         if name in self._staging.columns:
             raise InvalidKeyError(f"a column named {name!r} already exists")
+        if self._staging.store.capabilities.round_trips:  # an object store: bigger blocks
+            schema = replace(schema, block_bytes=REMOTE_BLOCK_BYTES)
         self._staging.add_column(name, schema)
         return self._alive()[name]
 
