@@ -7,7 +7,7 @@ one, and a repository that verifies and takes the next commit. A writer frozen
 inside its commit until its lease expires, then resumed after another writer
 took the branch over, either had its commit land before it froze or is fenced
 by the epoch in the ref: it never replaces the new writer's commit. Run on
-local disk and on the SeaweedFS S3 server.
+local disk, the SeaweedFS S3 server and the fake-gcs-server GCS emulator.
 """
 
 from __future__ import annotations
@@ -143,6 +143,13 @@ def test_writer_killed_anywhere_in_its_loop_on_s3(seaweedfs: Any, seed: int) -> 
     check_after_kill(repo, kill_somewhere(url, opts, seed))
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_writer_killed_anywhere_in_its_loop_on_gcs(fake_gcs: Any, seed: int) -> None:
+    url, opts = f"gs://{fake_gcs.create_bucket()}/repo", fake_gcs.storage_options()
+    repo = make_repo(url, storage_options=opts)
+    check_after_kill(repo, kill_somewhere(url, opts, seed))
+
+
 FROZEN_CHILD = """
     import numpy as np
     from hangar import Repository
@@ -209,5 +216,14 @@ def test_writer_frozen_in_its_commit_past_its_lease_is_fenced_on_s3(
     seaweedfs: Any, seed: int
 ) -> None:
     url, opts = f"s3://{seaweedfs.create_bucket()}/repo", seaweedfs.storage_options()
+    make_repo(url, storage_options=opts)
+    freeze_in_commit_and_take_over(url, opts, seed)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_writer_frozen_in_its_commit_past_its_lease_is_fenced_on_gcs(
+    fake_gcs: Any, seed: int
+) -> None:
+    url, opts = f"gs://{fake_gcs.create_bucket()}/repo", fake_gcs.storage_options()
     make_repo(url, storage_options=opts)
     freeze_in_commit_and_take_over(url, opts, seed)
