@@ -130,22 +130,25 @@ def check_after_kill(repo: Repository, lines: list[str]) -> None:
     reader.close()
 
 
+@pytest.fixture(params=["s3", "gcs"])
+def remote(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """A new bucket on the SeaweedFS S3 server or the GCS emulator: (url, storage options)."""
+    scheme, server = ("s3", "seaweedfs") if request.param == "s3" else ("gs", "fake_gcs")
+    found = request.getfixturevalue(server)
+    return f"{scheme}://{found.create_bucket()}/repo", found.storage_options()
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_writer_killed_anywhere_in_its_loop_on_local_disk(tmp_path: Path, seed: int) -> None:
     repo = make_repo(str(tmp_path))
     check_after_kill(repo, kill_somewhere(str(tmp_path), {}, seed))
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_writer_killed_anywhere_in_its_loop_on_s3(seaweedfs: Any, seed: int) -> None:
-    url, opts = f"s3://{seaweedfs.create_bucket()}/repo", seaweedfs.storage_options()
-    repo = make_repo(url, storage_options=opts)
-    check_after_kill(repo, kill_somewhere(url, opts, seed))
-
-
-@pytest.mark.parametrize("seed", range(2))
-def test_writer_killed_anywhere_in_its_loop_on_gcs(fake_gcs: Any, seed: int) -> None:
-    url, opts = f"gs://{fake_gcs.create_bucket()}/repo", fake_gcs.storage_options()
+@pytest.mark.parametrize("seed", range(3))
+def test_writer_killed_anywhere_in_its_loop_on_object_stores(
+    remote: tuple[str, dict[str, Any]], seed: int
+) -> None:
+    url, opts = remote
     repo = make_repo(url, storage_options=opts)
     check_after_kill(repo, kill_somewhere(url, opts, seed))
 
@@ -211,19 +214,10 @@ def test_writer_frozen_in_its_commit_past_its_lease_is_fenced_on_local_disk(
     freeze_in_commit_and_take_over(str(tmp_path), {}, seed)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_writer_frozen_in_its_commit_past_its_lease_is_fenced_on_s3(
-    seaweedfs: Any, seed: int
-) -> None:
-    url, opts = f"s3://{seaweedfs.create_bucket()}/repo", seaweedfs.storage_options()
-    make_repo(url, storage_options=opts)
-    freeze_in_commit_and_take_over(url, opts, seed)
-
-
 @pytest.mark.parametrize("seed", range(2))
-def test_writer_frozen_in_its_commit_past_its_lease_is_fenced_on_gcs(
-    fake_gcs: Any, seed: int
+def test_writer_frozen_in_its_commit_past_its_lease_is_fenced_on_object_stores(
+    remote: tuple[str, dict[str, Any]], seed: int
 ) -> None:
-    url, opts = f"gs://{fake_gcs.create_bucket()}/repo", fake_gcs.storage_options()
+    url, opts = remote
     make_repo(url, storage_options=opts)
     freeze_in_commit_and_take_over(url, opts, seed)
