@@ -418,26 +418,26 @@ class ColumnEngine:
             if i not in touched:
                 out.append(index.segments[i])
                 continue
-            bucket = index.bucket(i)
-            if self.table.count and not self.nested:
-                keys = self._sorted_keys(bucket)
-                slots = list(map(bucket.__getitem__, keys))
-                if any(map(is_packed, slots)):
-                    locs = bucket_locations(keys, slots, self.table)
-                    if locs is not None:
-                        refs = self._write_locations(locs, put)
-                    else:
-                        slots = self.table.entries(slots)  # rows as entries, with the others
-                        refs = self._write_rows(list(zip(keys, repeat(None), slots)), put)
-                    out.extend(refs)
-                    if written is not None:
-                        written(len(refs))
-                    continue
-            refs = self._write_rows(self._bucket_rows(bucket), put)
+            refs = self._write_bucket(index.bucket(i), put)
             out.extend(refs)
             if written is not None:
                 written(len(refs))
         return ColumnRecord(self.schema, tuple(out), count)
+
+    def _write_bucket(
+        self, bucket: dict[Key, Any], put: Callable[[str, bytes], None] | None
+    ) -> list[SegmentRef]:
+        """The segments of one changed bucket, written."""
+        if self.table.count and not self.nested:
+            keys = self._sorted_keys(bucket)
+            slots = list(map(bucket.__getitem__, keys))
+            if any(map(is_packed, slots)):
+                locs = bucket_locations(keys, slots, self.table)
+                if locs is not None:
+                    return self._write_locations(locs, put)
+                slots = self.table.entries(slots)  # rows as entries, with the others
+                return self._write_rows(list(zip(keys, repeat(None), slots)), put)
+        return self._write_rows(self._bucket_rows(bucket), put)
 
     def _write_locations(
         self, locs: SegmentLocations, put: Callable[[str, bytes], None] | None
