@@ -48,8 +48,8 @@ _RUNTIME_PID: int | None = None
 
 
 class ObstoreClient:
-    """GETs and plain PUTs of one bucket through obstore; a client per process (made on
-    first use)."""
+    """GETs, HEADs and plain PUTs of one bucket through obstore; a client per process (made
+    on first use)."""
 
     def __init__(self, bucket: str, config: S3Config, client_options: ClientConfig) -> None:
         self._bucket = bucket

@@ -115,12 +115,12 @@ class S3Store(RemoteStore):
             return data, Version(etag)
         return self._run(self._a_get_object(key))
 
-    # -------------------------------------------------------------- writes
     def _exists(self, key: str) -> bool:
         if (fast := self._fast()) is not None:
             return fast.exists(self._key(key))
         return super()._exists(key)
 
+    # -------------------------------------------------------------- writes
     def _put(self, key: str, data: Buffer) -> None:
         if (fast := self._fast()) is not None:
             fast.put(self._key(key), data)
