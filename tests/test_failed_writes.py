@@ -254,16 +254,15 @@ def test_a_commit_whose_journal_cleanup_fails_still_lands_and_warns(
 def test_a_page_failing_while_another_is_encoded_stops_the_encoding(
     monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    """At a block's end a page is digested while the helper thread encodes the one before
-    (hangar.packing.pack_rows), and stored while the helper encodes the one after: if
-    either fails, the encoding under way is stopped and waited for, and the block fails
-    as any other."""
+    """Pages that fill during a block are started on the helper thread
+    (hangar.packing.RowPacker.start_background), and stored at the block's end while the
+    helper may still encode a later one: if a digest or a store fails, the encoding under
+    way is waited for, and the block fails as any other, with that error."""
     import threading
     import time
 
     import hangar.format.chunks as chunks_module
     import hangar.staging as staging_module
-    from hangar.format.codec import BlockCodec
     from hangar.format.sample_digest import SampleDigest
 
     for module in (staging_module, chunks_module):  # pages of 40 rows, blocks of 4
@@ -274,12 +273,12 @@ def test_a_page_failing_while_another_is_encoded_stops_the_encoding(
     images[0] = v(0)
     co.commit("one")
     encoded: list[str] = []
-    real_encode, real_rows = BlockCodec.encode, SampleDigest.rows
+    real_encode, real_rows = chunks_module._encode_rows, SampleDigest.rows
 
-    def slow_encode(self: Any, block: Any) -> bytes:
+    def slow_encode(encode: Any, rows: Any) -> Any:
         encoded.append(threading.current_thread().name)
         time.sleep(0.002)
-        return real_encode(self, block)
+        return real_encode(encode, rows)
 
     pages = []
 
@@ -289,7 +288,7 @@ def test_a_page_failing_while_another_is_encoded_stops_the_encoding(
             raise MemoryError("injected")
         return real_rows(self, data)
 
-    monkeypatch.setattr(BlockCodec, "encode", slow_encode)
+    monkeypatch.setattr(chunks_module, "_encode_rows", slow_encode)
     if failing == "digest":  # the third page's digest, while the second is encoded
         monkeypatch.setattr(SampleDigest, "rows", rows)
     else:  # the second page's chunk, while the third is encoded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import numpy as np
 import pytest
@@ -378,8 +379,8 @@ def test_pack_uniform_with_a_helper_thread_packs_the_same_chunks() -> None:
     alone: dict[str, bytes] = {}
     helped: dict[str, bytes] = {}
     with ThreadPoolExecutor(1) as helper:
-        runs = pack_uniform(rows, codec.encode, 2_000, 20_000, alone.__setitem__)
-        same = pack_uniform(rows, codec.encode, 2_000, 20_000, helped.__setitem__, helper=helper)
+        runs = pack_uniform(rows, codec, 2_000, 20_000, alone.__setitem__)
+        same = pack_uniform(rows, codec, 2_000, 20_000, helped.__setitem__, helper=helper)
         assert same == runs
         assert helped == alone
         assert len(runs) == 150  # 20 samples a block, 10 blocks a chunk
@@ -389,21 +390,27 @@ def test_pack_uniform_with_a_helper_thread_packs_the_same_chunks() -> None:
 
         calls: list[str] = []
 
-        def failing(block: np.ndarray) -> bytes:
-            me = threading.current_thread().name
-            calls.append(me)
-            if me.startswith("Thread"):  # the helper's half is slow
-                time.sleep(0.005)
-            elif calls.count(me) == 2:
-                raise MemoryError("injected")
-            return codec.encode(block)
+        class Failing:
+            def blocks_encoder(self, nbytes: int) -> Any:
+                encode = codec.blocks_encoder(nbytes)
+
+                def failing(flat: np.ndarray) -> list[bytes]:
+                    me = threading.current_thread().name
+                    calls.append(me)
+                    if me.startswith("Thread"):  # the helper's half is slow
+                        time.sleep(0.005)
+                    elif calls.count(me) == 2:
+                        raise MemoryError("injected")
+                    return encode(flat)
+
+                return failing
 
         with pytest.raises(MemoryError, match="injected"):
-            pack_uniform(rows, failing, 2_000, 20_000, helped.__setitem__, helper=helper)
+            pack_uniform(rows, Failing(), 2_000, 20_000, helped.__setitem__, helper=helper)
         done = len(calls)
         time.sleep(0.05)
         assert len(calls) == done  # the helper was stopped and waited for: nothing running
-        assert 1 <= sum(c.startswith("Thread") for c in calls) < 150  # it took some, not all
+        assert 1 <= sum(c.startswith("Thread") for c in calls) < 150 // 8  # some calls, not all
 
 
 def test_packing_taken_rows_stores_what_packing_them_copied_out_does() -> None:
@@ -417,9 +424,9 @@ def test_packing_taken_rows_stores_what_packing_them_copied_out_does() -> None:
     take = np.flatnonzero(np.random.default_rng(3).random(700) < 0.6)
     copied: dict[str, bytes] = {}
     taken: dict[str, bytes] = {}
-    runs = pack_uniform(rows[take], codec.encode, 2_000, 20_000, copied.__setitem__)
+    runs = pack_uniform(rows[take], codec, 2_000, 20_000, copied.__setitem__)
     with ThreadPoolExecutor(1) as helper:
-        packing = start_uniform(rows, codec.encode, 2_000, 20_000, helper=helper, take=take)
+        packing = start_uniform(rows, codec, 2_000, 20_000, helper=helper, take=take)
         assert packing.finish(taken.__setitem__) == runs
     assert taken == copied
     assert sum(r.samples for r in runs) == len(take)

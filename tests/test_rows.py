@@ -49,3 +49,50 @@ def test_a_key_written_again_keeps_its_last_row_only() -> None:
     pages = list(rows.live_pages())
     live = [(k, int(v[0])) for keys, data in pages for k, v in zip(keys, data, strict=True)]
     assert sorted(live) == [(0, 9), (1, 7), (2, 8)]
+
+
+def test_full_pages_are_handed_on_while_every_key_is_new() -> None:
+    """on_full hears of each page as it fills, with its rows (final: a key written again
+    gets a new row), until a key repeats or the buffer is marked dirty."""
+    index: dict[Any, Any] = {}
+    told: list[tuple[int, list[Any], np.ndarray]] = []
+    rows = RowBuffer(index, np.dtype(np.int64), (2,), page_rows=4,
+                     on_full=lambda n, keys, data: told.append((n, keys, data)))  # fmt: skip
+    for i in range(13):
+        rows.put(i, np.array([i, -i]))
+    assert [n for n, _, _ in told] == [0, 1, 2]  # the fourth page is not full
+    for n, keys, data in told:
+        assert keys == list(range(4 * n, 4 * n + 4))
+        np.testing.assert_array_equal(data[:, 0], keys)
+    for i in range(13, 16):
+        rows.put(i - 13, np.array([0, 0]))  # keys 0-2 again: the fourth page is not clean
+    rows.put(99, np.array([0, 0]))
+    assert len(told) == 3
+    for i in range(100, 108):
+        rows.put(i, np.array([i, 0]))
+    assert len(told) == 3  # and nothing after it
+
+
+def test_a_dirty_buffer_hands_on_no_more_pages() -> None:
+    told: list[int] = []
+    rows = RowBuffer({}, np.dtype(np.uint8), (1,), page_rows=2,
+                     on_full=lambda n, keys, data: told.append(n))  # fmt: skip
+    for i in range(5):
+        rows.put(i, np.array([i], np.uint8))
+    rows.dirty = True  # a delete, or a write through the general path
+    for i in range(5, 9):
+        rows.put(i, np.array([i], np.uint8))
+    assert told == [0, 1]
+
+
+def test_pages_say_which_rows_are_live() -> None:
+    index: dict[Any, Any] = {}
+    rows = RowBuffer(index, np.dtype(np.int64), (1,), page_rows=3)
+    for k in ["a", "b", "c", "a", "d", "b"]:
+        rows.put(k, np.array([ord(k)]))
+    del index  # the buffer syncs its own index
+    pages = list(rows.pages())
+    assert [(n, keys, live) for n, keys, _, live in pages] == [
+        (0, ["a", "b", "c"], [2]),  # a and b were written again on page 1
+        (1, ["a", "d", "b"], None),
+    ]

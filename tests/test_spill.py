@@ -119,11 +119,18 @@ class _Sub(np.ndarray):
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(blocks=st.lists(st.tuples(block_ops, st.booleans()), min_size=1, max_size=4))
+@pytest.mark.parametrize("spill", [True, False], ids=["spill", "hold-all"])
 def test_spilled_blocks_behave_like_a_dict(
-    new_repo: Callable[[], Repository], blocks: list[tuple[list[Any], bool]]
+    new_repo: Callable[[], Repository],
+    blocks: list[tuple[list[Any], bool]],
+    spill: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Overwrites, deletes, reads and general-path writes across packed pages; commits and
-    reopens between blocks."""
+    reopens between blocks. ``hold-all``: no spills, so the pages started early (while
+    every key was new) are finished at the block's end, live rows or not."""
+    if not spill:
+        monkeypatch.setattr(rows_module, "SPILL_BYTES", 1 << 30)
     repo = new_repo()
     co = repo.checkout(write=True)
     co.add_ndarray_column("x", prototype=v(0))
@@ -232,3 +239,45 @@ def test_memory_stays_bounded_by_the_budget_not_the_block(
     r = repo.checkout()["x"]
     assert int.from_bytes(r[count - 1][:8].tobytes(), "little") == count - 1
     assert np.array_equal(r[5][8:], pool[5][8:])
+
+
+def test_pages_started_early_then_changed_in_the_block_keep_the_last_values(
+    new_repo: Callable[[], Repository], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages start packing on the helper as they fill; keys of theirs written again,
+    deleted or written through the general path later in the block are what the block
+    leaves, in the index, the journal (a fresh writer) and the commit."""
+    import hangar.packing as packing_module
+
+    monkeypatch.setattr(rows_module, "SPILL_BYTES", 1 << 30)  # nothing spills
+    started: list[int] = []
+    real = packing_module.RowPacker.start_background
+
+    def counting(self: Any, number: int, keys: Any, data: Any) -> None:
+        started.append(number)
+        real(self, number, keys, data)
+
+    monkeypatch.setattr(packing_module.RowPacker, "start_background", counting)
+    repo = new_repo()
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("x", prototype=v(0))
+    model = {i: i for i in range(9)}
+    with col:
+        for i in range(9):
+            col[i] = v(i)  # pages 0 and 1 fill: started on the helper
+        assert started == [0, 1]  # page 2 is full, and known to be at the next write
+        col[1] = v(50)  # written again
+        del col[4]  # deleted
+        col[2] = v(70).view(_Sub)  # written through the general path
+        col[7] = v(3)  # a repeat of an earlier row, in the page not started
+        model.update({1: 50, 2: 70, 7: 3})
+        del model[4]
+        assert values(col) == model
+    assert started == [0, 1, 2]  # page 2, at that write; and none after the first change
+    assert values(col) == model
+    co.close()
+    co = repo.checkout(write=True)  # the journal replays the same
+    assert values(co["x"]) == model
+    co.commit("changed")
+    co.close()
+    assert values(repo.checkout()["x"]) == model

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +21,11 @@ import numpy as np
 from hangar._helper import helper_thread
 from hangar.columns._dedup import DEDUP_MIN_BYTES, NO_PAIRS, RowDedup
 from hangar.columns._engine import ColumnEngine, Pending
-from hangar.columns._rows import RowBuffer
+from hangar.columns._rows import Page, RowBuffer
 from hangar.columns._table import LOCATION_COLUMNS, run_columns
 from hangar.exceptions import HangarError
 from hangar.format.chunks import (
+    BLOCKS_PER_CALL,
     ChunkPacker,
     Run,
     SampleLocation,
@@ -79,6 +81,13 @@ class RowPacker:
     end, or during the block when its buffer outgrows its budget
     (:mod:`hangar.columns._rows`). :meth:`finish` returns what the journal op
     records for all of them.
+
+    A page that fills during the block may be started early on the helper
+    thread (:meth:`start_background`): digested, deduplicated and encoded
+    while the caller's loop goes on, then finished (stored and indexed) by the
+    caller at the block's end, or when the buffer spills. Pages are seen by
+    the repeat finder in order: the caller starts a page itself only once
+    every page started early is done.
     """
 
     def __init__(
@@ -103,6 +112,8 @@ class RowPacker:
         self._starts: list[int] = []  # number of each page's first row
         self._slots: list[int] = []  # the index slot of each page's first row
         self._early = 0  # rows packed before the block's end (they may be dead by then)
+        self._background: dict[int, Future[_Page]] = {}  # pages started early, by number
+        self._background_error: BaseException | None = None
         self.failed: BaseException | None = None
 
     def add(self, keys: list[Key], data: np.ndarray[Any, Any], *, early: bool = False) -> None:
@@ -114,27 +125,105 @@ class RowPacker:
         """
         self.finish_page(self.start_page(keys, data), early=early)
 
-    def start_page(self, keys: list[Key], data: np.ndarray[Any, Any]) -> _Page:
+    def start_page(
+        self, keys: list[Key], data: np.ndarray[Any, Any], *, background: bool = False
+    ) -> _Page:
         """Digest a page, find its repeats and start encoding the rest (on the helper thread,
-        which goes on while the caller starts the next page); :meth:`finish_page` next."""
+        which goes on while the caller starts the next page); :meth:`finish_page` next.
+
+        ``background``: this runs on the helper thread (:meth:`start_background`),
+        which encodes the page in one call next.
+        """
         self._check_usable()
         try:
             digests = self._digest.rows(data)
             fresh, pairs = self._dedup.split(digests, data) if self._dedup else (None, NO_PAIRS)
             schema = self.engine.schema
-            packing = start_uniform(data, self.engine.codec.encode, schema.block_bytes,
-                                    schema.chunk_bytes, helper=helper_thread(),
-                                    take=fresh)  # fmt: skip
+            packing = start_uniform(
+                data, self.engine.codec, schema.block_bytes, schema.chunk_bytes,
+                helper=None if background else helper_thread(), take=fresh,
+                blocks_per_call=None if background else BLOCKS_PER_CALL,
+            )  # fmt: skip
         except BaseException as exc:
             self.failed = exc  # the repeat finder saw the page: it cannot be added again
             raise
         return _Page(keys, digests, pairs, packing)
 
-    def finish_page(self, page: _Page, *, early: bool = False) -> None:
-        """Store a started page's chunks and point its keys at them."""
+    def start_background(self, number: int, keys: list[Key], data: np.ndarray[Any, Any]) -> None:
+        """Start page ``number`` on the helper thread (none: leave it for later).
+
+        Its rows must not change any more; its keys may still be written again
+        or deleted in the block (``live`` when it is finished).
+        """
+        helper = helper_thread()
+        if helper is None or self.failed is not None:
+            return
+        try:
+            self._background[number] = helper.submit(self._start_encoded, keys, data)
+        except RuntimeError:  # the interpreter is shutting down: the block's end packs it
+            return
+
+    def _start_encoded(self, keys: list[Key], data: np.ndarray[Any, Any]) -> _Page:
+        """:meth:`start_page`, encoded at once in one call (on the helper thread)."""
+        try:
+            page = self.start_page(keys, data, background=True)
+            page.packing.encode()
+        except BaseException as exc:
+            self.failed = self.failed or exc
+            self._background_error = self._background_error or exc
+            raise
+        return page
+
+    def started(self, number: int) -> bool:
+        """True if page ``number`` was started early and is not finished yet."""
+        return number in self._background
+
+    def finish_started(self, number: int, live: list[int] | None, *, early: bool) -> None:
+        """Finish page ``number`` started early; ``live``: positions of its rows still the
+        value of their key (None: all). Its other rows are stored but not indexed."""
+        page = self._background.pop(number).result()  # raises what starting it raised
+        self._raise_background_error()
+        self.finish_page(page, early=early or live is not None, live=live)
+
+    def settle_background(self) -> None:
+        """Wait for every page started early to be ready (before the caller starts one)."""
+        wait(self._background.values())
+        self._raise_background_error()
+
+    def _raise_background_error(self) -> None:
+        """Raise what starting a page early raised, as it was raised (the first one)."""
+        if self._background_error is not None:
+            raise self._background_error
+
+    def abandon_background(self) -> None:
+        """Wait for the pages started early and drop them (the block failed)."""
+        background, self._background = self._background, {}
+        wait(background.values())
+        if background:
+            self.failed = self.failed or HangarError("a page of this with-block was not packed")
+
+    def spill(self, page: Page) -> None:
+        """Pack a page before the block ends (its buffer outgrew its budget): finish it if it
+        was started early, else pack its live rows now."""
+        number, keys, data, live = page
+        if number in self._background:
+            self.finish_started(number, live, early=True)
+            return
+        self.settle_background()
+        if live is not None:
+            keys = [keys[j] for j in live]
+            data = data[live]
+        if keys:
+            self.add(keys, data, early=True)
+
+    def finish_page(
+        self, page: _Page, *, early: bool = False, live: list[int] | None = None
+    ) -> None:
+        """Store a started page's chunks and point its keys at them (those at ``live``
+        positions only, if given)."""
         self._check_usable()
         try:
-            self._finish(page, early)
+            self._finish(page, early, live)
         except BaseException as exc:
             self.failed = exc
             raise
@@ -151,7 +240,7 @@ class RowPacker:
                 f"earlier ({self.failed!r}); its writes are not stored"
             ) from self.failed
 
-    def _finish(self, page: _Page, early: bool) -> None:
+    def _finish(self, page: _Page, early: bool, live: list[int] | None) -> None:
         engine = self.engine
         keys, digests, pairs = page.keys, page.digests, page.pairs
         n = len(keys)
@@ -174,7 +263,10 @@ class RowPacker:
         self._slots.append(slots.start)
         if early:
             self._early = len(self._keys)
-        engine.index.update(zip(keys, slots, strict=True))
+        if live is None:
+            engine.index.update(zip(keys, slots, strict=True))
+        else:  # the other rows were written again or deleted since the page was started
+            engine.index.update((keys[j], slots[j]) for j in live)
         engine.changed.update(keys)
 
     def _page_columns(
@@ -244,15 +336,24 @@ class RowPacker:
 def pack_rows(rows: RowBuffer, packer: RowPacker) -> PackedRows:
     """Pack the rows still buffered at a with-block's end and return the whole block's.
 
-    The buffer is cleared first, so row numbers nobody indexed never are.
+    Pages started early are finished; the others are digested and
+    deduplicated here while the helper encodes the one before. The buffer is
+    cleared first, so row numbers nobody indexed never are.
     """
-    pages = list(rows.live_pages())
+    pages = list(rows.pages())
     rows.clear()
     started: _Page | None = None
     try:
-        for keys, data in pages:
+        for number, keys, data, live in pages:
+            if packer.started(number):  # those come first: pages fill in order
+                packer.finish_started(number, live, early=False)
+                continue
+            packer.settle_background()
+            chosen = (keys, data) if live is None else ([keys[j] for j in live], data[live])
+            if not chosen[0]:
+                continue
             # this page is digested and deduplicated while the helper encodes the last one
-            done, started = started, packer.start_page(keys, data)
+            done, started = started, packer.start_page(*chosen)
             if done is not None:
                 packer.finish_page(done)
         if started is not None:
@@ -261,6 +362,7 @@ def pack_rows(rows: RowBuffer, packer: RowPacker) -> PackedRows:
     finally:
         if started is not None:  # an error: stop the page under way
             packer.abandon(started)
+        packer.abandon_background()  # an error: nothing left running (else there is none)
     return packer.finish()
 
 
@@ -282,7 +384,7 @@ def pack_pending(
         size = arrays[0].nbytes
         if all(a.nbytes == size for a in arrays):
             stacked = np.stack([a.reshape(-1) for a in arrays])
-            locs = expand_runs(pack_uniform(stacked, engine.codec.encode,
+            locs = expand_runs(pack_uniform(stacked, engine.codec,
                                             schema.block_bytes, schema.chunk_bytes,
                                             store_chunk, helper=helper_thread()))  # fmt: skip
         else:

@@ -306,7 +306,8 @@ class StagingArea:
             )
             engine.rows = RowBuffer(
                 engine.index.fast_target(), schema.np_dtype, schema.shape or (), per_chunk,
-                spill=lambda keys, rows: self._packer(engine).add(keys, rows, early=True),
+                spill=lambda page: self._packer(engine).spill(page),
+                on_full=lambda n, keys, rows: self._packer(engine).start_background(n, keys, rows),
             )  # fmt: skip
 
     def _packer(self, engine: ColumnEngine) -> RowPacker:
@@ -333,6 +334,8 @@ class StagingArea:
             raise
         finally:
             self._buffer = None
+            for packer in self._packers.values():  # a failed block: nothing left running
+                packer.abandon_background()
             self._packers = {}
             for engine in self.columns.values():
                 engine.rows = None

@@ -12,6 +12,13 @@ worth of samples, so pages are packed as they are, never copied together.
 A block larger than :data:`SPILL_BYTES` does not wait for its end: when the
 pages it holds reach that size, the oldest is packed (``spill``) and let go,
 so a with-block over a dataset larger than memory stays bounded.
+
+A full page does not wait either: while no key of the block has been written
+twice or deleted, each page that fills is handed to ``on_full``, which starts
+packing it on the helper thread while the caller goes on writing
+(:meth:`hangar.packing.RowPacker.start_background`). Its rows never change
+after that (a key written again gets a new row), so what was packed stays
+right; :meth:`pages` says which of its rows are still live.
 """
 
 from __future__ import annotations
@@ -23,10 +30,15 @@ import numpy as np
 
 from hangar.format.manifest import Key
 
-__all__ = ["SPILL_BYTES", "RowBuffer"]
+__all__ = ["SPILL_BYTES", "Page", "RowBuffer"]
 
 #: raw bytes of rows a with-block holds per column before it packs its oldest page
 SPILL_BYTES = 128 << 20
+
+
+#: a page of rows: its number, its keys, its rows (2-D), and the positions of its rows still
+#: the value of their key (None: all of them)
+Page = tuple[int, list[Key], np.ndarray[Any, Any], "list[int] | None"]
 
 
 class _Index(Protocol):
@@ -47,16 +59,19 @@ class RowBuffer:
     ``int`` >= 0), which sets it apart from stored entries and pending samples.
     """
 
-    __slots__ = ("_cap", "_data", "_index", "_page_rows", "_pages", "_row", "_slab_pages",
-                 "_spare", "_spill", "_spilled", "_synced", "dirty", "dtype", "keys",
-                 "shape")  # fmt: skip
+    __slots__ = ("_cap", "_data", "_distinct", "_index", "_on_full", "_page_rows", "_pages",
+                 "_row", "_slab_pages", "_spare", "_spill", "_spilled", "_synced", "dirty",
+                 "dtype", "keys", "shape")  # fmt: skip
 
     def __init__(
-        self, index: _Index, dtype: np.dtype[Any], shape: tuple[int, ...], page_rows: int,
-        spill: Callable[[list[Key], np.ndarray[Any, Any]], None] | None = None,
+        self, index: _Index, dtype: np.dtype[Any], shape: tuple[int, ...], page_rows: int, *,
+        spill: Callable[[Page], None] | None = None,
+        on_full: Callable[[int, list[Key], np.ndarray[Any, Any]], None] | None = None,
     ) -> None:  # fmt: skip
-        """``spill(keys, rows)`` packs a page of live rows before the block ends (see
-        :data:`SPILL_BYTES`); without it every row waits for the block's end."""
+        """``spill(page)`` packs a page before the block ends (see :data:`SPILL_BYTES`);
+        without it every row waits for the block's end. ``on_full(number, keys, rows)``
+        is told of each page that fills while every key so far was written once and
+        none was deleted (see the module's docs)."""
         self.dtype = dtype
         self.shape = shape
         self.keys: list[Key] = []
@@ -72,6 +87,8 @@ class RowBuffer:
         self._slab_pages = 1  # pages the next slab holds
         self._spill = spill
         self._spilled = 0  # pages packed and let go (their _pages entries are None)
+        self._on_full = on_full
+        self._distinct: set[Key] | None = set() if on_full else None  # keys of full pages
 
     def put(self, key: Key, value: np.ndarray[Any, Any]) -> None:
         """Copy ``value`` (already checked: same dtype and shape) into a new row for ``key``."""
@@ -105,6 +122,7 @@ class RowBuffer:
             self._pages[-1] = self._data = data
         else:
             if self._pages:
+                self._page_full()
                 self._spill_if_full()
                 self._data = self._new_page()
             else:
@@ -114,27 +132,46 @@ class RowBuffer:
         self._cap = len(self._data)
         return self._row
 
+    def _page_full(self) -> None:
+        """Tell ``on_full`` of the page that just filled, while the block is clean."""
+        seen = self._distinct
+        if seen is None or self._on_full is None:
+            return
+        p = len(self._pages) - 1
+        first = p * self._page_rows
+        keys = self.keys[first : first + self._page_rows]
+        seen.update(keys)
+        if self.dirty or len(seen) != first + len(keys):
+            self._distinct = None  # a key written twice or deleted: no more pages early
+            return
+        self._on_full(p, keys, self._data.reshape(len(keys), -1))
+
     def _spill_if_full(self) -> None:
         """Pack and let go of the oldest page if the pages held reach :data:`SPILL_BYTES`."""
         held = len(self._pages) - self._spilled
         if self._spill is None or held * self._data.nbytes < SPILL_BYTES:
             return
         p = self._spilled
-        first = p * self._page_rows
-        page = self._pages[p]
-        assert page is not None
-        keys = self.keys[first : first + self._page_rows]
-        rows = page.reshape(len(keys), -1)
         self.sync()  # a row is live if the index still names it (not written again since)
-        index = self._index
-        live = [j for j, k in enumerate(keys, first) if index.get(k) == j]
-        if len(live) != len(keys):
-            keys = [self.keys[j] for j in live]
-            rows = rows[[j - first for j in live]]
-        if keys:
-            self._spill(keys, rows)  # raises: the page stays, nothing changed here
+        page = self._page(p, check=True)
+        if page[1]:
+            self._spill(page)  # raises: the page stays, nothing changed here
         self._pages[p] = None
         self._spilled += 1
+
+    def _page(self, p: int, check: bool) -> Page:
+        """Page ``p`` (held): with the positions of its live rows if ``check`` (synced)."""
+        data = self._pages[p]
+        assert data is not None
+        first = p * self._page_rows
+        keys = self.keys[first : first + self._page_rows]
+        rows = data[: len(keys)].reshape(len(keys), -1)
+        if not check:
+            return p, keys, rows, None
+        # only rows put int row numbers in an index: entries and pending samples never equal one
+        index = self._index
+        live = [j for j, k in enumerate(keys) if index.get(k) == first + j]
+        return p, keys, rows, None if len(live) == len(keys) else live
 
     def _new_page(self) -> np.ndarray[Any, Any]:
         """An empty full page, cut from a slab of pages allocated together.
@@ -166,35 +203,30 @@ class RowBuffer:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def live_pages(self) -> Iterator[tuple[list[Key], np.ndarray[Any, Any]]]:
-        """Per page: the keys and rows (a 2-D array) still the value of their key.
+    def pages(self) -> Iterator[Page]:
+        """Every page held (not spilled), in order, with the positions of its live rows.
 
         A key written twice keeps its last row; a key deleted after it was
         written keeps none.
         """
-        n = len(self.keys)
-        index = self._index
-        clean = not self.dirty and len(set(self.keys)) == n
+        clean = not self.dirty and len(set(self.keys)) == len(self.keys)
         if not clean:
             self.sync()
         for p, data in enumerate(self._pages):
-            if data is None:  # spilled: packed already
-                continue
-            first = p * self._page_rows
-            keys = self.keys[first : first + self._page_rows]
-            rows = data[: len(keys)].reshape(len(keys), -1)
-            if not clean:
-                # only rows put int row numbers in an index: entries and pending samples
-                # never equal one
-                keep = [j for j, k in enumerate(keys, first) if index.get(k) == j]
-                if len(keep) != len(keys):
-                    keys = [self.keys[j] for j in keep]
-                    rows = rows[[j - first for j in keep]]
-            if keys:
+            if data is not None and p * self._page_rows < len(self.keys):
+                yield self._page(p, check=not clean)
+
+    def live_pages(self) -> Iterator[tuple[list[Key], np.ndarray[Any, Any]]]:
+        """Per page: the keys and rows (a 2-D array) still the value of their key."""
+        for _, keys, rows, live in self.pages():
+            if live is None:
                 yield keys, rows
+            elif live:
+                yield [keys[j] for j in live], rows[live]
 
     def clear(self) -> None:
         """Forget every row (they were packed)."""
         self.__init__(  # type: ignore[misc]
-            self._index, self.dtype, self.shape, self._page_rows, self._spill
-        )
+            self._index, self.dtype, self.shape, self._page_rows, spill=self._spill,
+            on_full=self._on_full,
+        )  # fmt: skip

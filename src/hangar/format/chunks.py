@@ -17,14 +17,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from hangar._helper import SharedWork
 
 __all__ = [
+    "BLOCKS_PER_CALL",
     "BlockCache",
+    "BlocksCodec",
     "ChunkPacker",
     "Run",
     "SampleLocation",
@@ -225,66 +227,97 @@ def uniform_layout(nbytes: int, block_bytes: int, chunk_bytes: int) -> tuple[int
     return per_block, per_block * blocks_per_chunk
 
 
-def _encode_block(
-    encode: Callable[[np.ndarray[Any, Any]], bytes], block: np.ndarray[Any, Any]
-) -> tuple[bytes, str]:
-    """A block encoded, with its check."""
-    part = encode(block.reshape(-1))
-    return part, block_check(part)
+class BlocksCodec(Protocol):
+    """What packing needs of a column's codec (:class:`~hangar.format.codec.BlockCodec`)."""
+
+    def blocks_encoder(self, block_nbytes: int) -> Callable[[np.ndarray[Any, Any]], list[bytes]]:
+        """A function encoding a 1-D array as blocks of ``block_nbytes`` raw bytes each."""
+        ...
+
+
+#: blocks a helper and its caller take at a time when they share a page: one call each
+#: (a few hundred KiB), and enough of them that neither waits long for the other
+BLOCKS_PER_CALL = 8
+
+
+def _encode_rows(
+    encode: Callable[[np.ndarray[Any, Any]], list[bytes]], rows: np.ndarray[Any, Any]
+) -> list[tuple[bytes, str]]:
+    """Consecutive rows, encoded as blocks, each with its check."""
+    return [(part, block_check(part)) for part in encode(rows.reshape(-1))]
 
 
 def _encode_taken(
-    encode: Callable[[np.ndarray[Any, Any]], bytes],
+    encode: Callable[[np.ndarray[Any, Any]], list[bytes]],
     rows: np.ndarray[Any, Any],
-    block: np.ndarray[Any, Any],
-) -> tuple[bytes, str]:
-    """The block of ``rows`` at row numbers ``block``, encoded, with its check."""
-    return _encode_block(encode, rows.take(block, axis=0))
+    taken: np.ndarray[Any, Any],
+) -> list[tuple[bytes, str]]:
+    """The rows at row numbers ``taken``, encoded as blocks, each with its check."""
+    return _encode_rows(encode, rows.take(taken, axis=0))
 
 
 class UniformPacking:
     """Samples of one size being encoded into blocks (:func:`start_uniform`); :meth:`finish`
     makes the chunks."""
 
-    __slots__ = ("_blocks_per_chunk", "_nbytes", "_sizes", "_work")
+    __slots__ = ("_blocks_per_chunk", "_chunks", "_nbytes", "_sizes", "_work")
 
     def __init__(
         self,
         rows: np.ndarray[Any, Any],
-        encode: Callable[[np.ndarray[Any, Any]], bytes],
+        codec: BlocksCodec,
         block_bytes: int,
         chunk_bytes: int,
         *,
         helper: Executor | None,
         take: np.ndarray[Any, Any] | None = None,
+        blocks_per_call: int | None = BLOCKS_PER_CALL,
     ) -> None:
         n = len(rows) if take is None else len(take)
         self._nbytes = rows[0].nbytes if len(rows) else 0
         per_block, per_chunk = uniform_layout(self._nbytes, block_bytes, chunk_bytes)
         self._blocks_per_chunk = per_chunk // per_block
         self._sizes = [min(per_block, n - b0) for b0 in range(0, n, per_block)]
+        self._chunks: list[tuple[str, bytes, list[Run]]] | None = None  # made by encode()
+        encode = codec.blocks_encoder(per_block * self._nbytes)
+        step = per_block * (blocks_per_call or max(1, len(self._sizes)))  # rows per call
         if take is None:
-            blocks = [rows[b0 : b0 + per_block] for b0 in range(0, n, per_block)]
-            self._work = SharedWork(partial(_encode_block, encode), blocks, helper)
-        else:  # each block gathered by whichever thread encodes it
-            blocks = [take[b0 : b0 + per_block] for b0 in range(0, n, per_block)]
-            self._work = SharedWork(partial(_encode_taken, encode, rows), blocks, helper)
+            calls = [rows[r0 : r0 + step] for r0 in range(0, n, step)]
+            self._work = SharedWork(partial(_encode_rows, encode), calls, helper)
+        else:  # each call's rows gathered by whichever thread encodes them
+            calls = [take[r0 : r0 + step] for r0 in range(0, n, step)]
+            self._work = SharedWork(partial(_encode_taken, encode, rows), calls, helper)
+
+    def encode(self) -> None:
+        """Encode every block and make the chunks now, in this thread (what the helper has
+        not taken); :meth:`finish` then only stores them."""
+        self._chunks = self._make_chunks()
 
     def finish(self, store_chunk: Callable[[str, bytes], None]) -> list[Run]:
         """Encode what the helper has not, store each chunk; the runs, one per block."""
-        encoded = self._work.result()
-        blocks_per_chunk = self._blocks_per_chunk
+        chunks = self._chunks if self._chunks is not None else self._make_chunks()
         out: list[Run] = []
+        for digest, data, runs in chunks:
+            store_chunk(digest, data)
+            out.extend(runs)
+        return out
+
+    def _make_chunks(self) -> list[tuple[str, bytes, list[Run]]]:
+        """Each chunk's digest, bytes, and the runs of its blocks."""
+        encoded = [part for call in self._work.result() for part in call]
+        blocks_per_chunk = self._blocks_per_chunk
+        out = []
         for c0 in range(0, len(self._sizes), blocks_per_chunk):
             parts = encoded[c0 : c0 + blocks_per_chunk]
             data = b"".join(part for part, _ in parts)
             digest = digest_bytes(data)
-            store_chunk(digest, data)
             offset = 0
+            runs = []
             for size, (part, check) in zip(self._sizes[c0 : c0 + blocks_per_chunk], parts,
                                            strict=True):  # fmt: skip
-                out.append(Run(digest, offset, len(part), check, 0, size, self._nbytes))
+                runs.append(Run(digest, offset, len(part), check, 0, size, self._nbytes))
                 offset += len(part)
+            out.append((digest, data, runs))
         return out
 
     def abandon(self) -> None:
@@ -294,30 +327,35 @@ class UniformPacking:
 
 def start_uniform(
     rows: np.ndarray[Any, Any],
-    encode: Callable[[np.ndarray[Any, Any]], bytes],
+    codec: BlocksCodec,
     block_bytes: int,
     chunk_bytes: int,
     *,
     helper: Executor | None = None,
     take: np.ndarray[Any, Any] | None = None,
+    blocks_per_call: int | None = BLOCKS_PER_CALL,
 ) -> UniformPacking:
     """Start packing samples that all have the same size; same layout as :class:`ChunkPacker`.
 
     The fast path of a ``with`` block full of fixed-shape samples: ``rows`` is
     a 2-D array, one sample per row; blocks are sliced from it and each block
-    is one run of samples. With a ``helper`` (an executor), the blocks are
-    encoded there from now on, and the caller takes the rest when it calls
-    :meth:`UniformPacking.finish`: compressing and hashing release the GIL, so
-    two cores share the work, and the caller may do other work in between.
-    ``take``: pack only these rows (numbers into ``rows``, in this order); each
-    block is gathered by the thread that encodes it, not copied out up front.
+    is one run of samples. Blocks are encoded ``blocks_per_call`` at a time
+    (None: all in one call), by one call of ``codec``'s
+    :meth:`~BlocksCodec.blocks_encoder` each. With a ``helper`` (an executor),
+    the calls are made there from now on, and the caller takes the rest when
+    it calls :meth:`UniformPacking.finish`: compressing and hashing release the
+    GIL, so two cores share the work, and the caller may do other work in
+    between. ``take``: pack only these rows (numbers into ``rows``, in this
+    order); each call's rows are gathered by the thread that encodes them, not
+    copied out up front.
     """
-    return UniformPacking(rows, encode, block_bytes, chunk_bytes, helper=helper, take=take)
+    return UniformPacking(rows, codec, block_bytes, chunk_bytes, helper=helper, take=take,
+                          blocks_per_call=blocks_per_call)  # fmt: skip
 
 
 def pack_uniform(
     rows: np.ndarray[Any, Any],
-    encode: Callable[[np.ndarray[Any, Any]], bytes],
+    codec: BlocksCodec,
     block_bytes: int,
     chunk_bytes: int,
     store_chunk: Callable[[str, bytes], None],
@@ -325,4 +363,4 @@ def pack_uniform(
     helper: Executor | None = None,
 ) -> list[Run]:
     """:func:`start_uniform`, then finish at once: the runs of the blocks stored."""
-    return start_uniform(rows, encode, block_bytes, chunk_bytes, helper=helper).finish(store_chunk)
+    return start_uniform(rows, codec, block_bytes, chunk_bytes, helper=helper).finish(store_chunk)

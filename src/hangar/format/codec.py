@@ -10,7 +10,7 @@ valid Zarr v3 chunks of a 1-D array and any Zarr v3 reader can decode them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ import numcodecs
 import numpy as np
 
 from hangar.exceptions import InvalidKeyError
+from hangar.format.blosc_frames import FramedBlosc
 
 __all__ = ["BlockCodec", "codecs_from_backend_options"]
 
@@ -69,6 +70,26 @@ class BlockCodec:
         for codec in self.codecs:
             buf = codec.encode(buf)
         return bytes(buf)
+
+    def blocks_encoder(self, block_nbytes: int) -> Callable[[np.ndarray[Any, Any]], list[bytes]]:
+        """A function that encodes a 1-D array as consecutive blocks of ``block_nbytes`` raw
+        bytes each (the last may be shorter), each decodable by :meth:`decode` alone.
+
+        With Blosc alone (the default chain) that is one Blosc call for all of
+        them (:class:`~hangar.format.blosc_frames.FramedBlosc`): one release of
+        the GIL, and fewer calls. Otherwise one :meth:`encode` per block.
+        """
+        if len(self.codecs) == 1:
+            framed = FramedBlosc.for_codec(self.codecs[0], block_nbytes, self.dtype)
+            if framed is not None:
+                return framed.encode
+        step = max(1, block_nbytes // self.dtype.itemsize)
+        encode = self.encode
+
+        def each(flat: np.ndarray[Any, Any]) -> list[bytes]:
+            return [encode(flat[i : i + step]) for i in range(0, len(flat), step)]
+
+        return each
 
     def decode(self, data: bytes) -> np.ndarray[Any, Any]:
         """Decode an encoded block back to its 1-D array."""

@@ -1,0 +1,133 @@
+"""Blocks compressed many to a Blosc call and cut into one frame each (hangar.format.blosc_frames).
+
+What is cut out must be a Blosc frame any decoder reads, equal to what the block
+encoded alone gives, whatever order c-blosc's threads stored the blocks in.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numcodecs
+import numpy as np
+import pytest
+
+from hangar.format.blosc_frames import FramedBlosc, split_frame
+from hangar.format.codec import BlockCodec, codecs_from_backend_options
+
+
+def _rows(dtype: str, n: int, width: int, seed: int = 0) -> np.ndarray[Any, Any]:
+    """Rows that compress some: small values, a run, and a band of noise."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, 4, (n, width)).astype(dtype)
+    rows[: n // 4] = 3
+    rows[-(n // 6) :] = rng.integers(0, 120, (n // 6, width)).astype(dtype)
+    return rows
+
+
+def _codec(dtype: str, **options: Any) -> BlockCodec:
+    meta = codecs_from_backend_options({"id": "blosc", **options} if options else None,
+                                       np.dtype(dtype))  # fmt: skip
+    return BlockCodec.from_metadata(meta, np.dtype(dtype))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "width", "options"),
+    [
+        ("uint8", 784, {}),  # the default: zstd level 1, byte shuffle
+        ("float32", 100, {}),
+        ("int64", 1, {}),
+        ("uint16", 333, {"cname": "zstd", "clevel": 5, "shuffle": 2}),
+        ("float64", 50, {"cname": "zstd", "clevel": 3, "shuffle": 0}),
+    ],
+)
+@pytest.mark.parametrize("block_bytes", [64 << 10, 256 << 10])
+def test_blocks_cut_from_one_call_decode_and_equal_each_block_alone(
+    dtype: str, width: int, options: dict[str, Any], block_bytes: int
+) -> None:
+    codec = _codec(dtype, **options)
+    itemsize = np.dtype(dtype).itemsize
+    per_block = max(1, block_bytes // (width * itemsize))
+    block_nbytes = per_block * width * itemsize
+    framed = FramedBlosc.for_codec(codec.codecs[0], block_nbytes, codec.dtype)
+    assert framed is not None
+    rows = _rows(dtype, per_block * 7 + per_block // 3, width)
+    parts = framed.encode(rows.reshape(-1))
+    assert len(parts) == 8
+    for i, part in enumerate(parts):
+        want = rows[i * per_block : (i + 1) * per_block]
+        assert np.array_equal(codec.decode(part), want.reshape(-1))
+        assert part == framed.encode(want.reshape(-1))[0]  # the same bytes, alone
+    # BlockCodec picks the framed encoder for Blosc alone, and it gives the same
+    assert codec.blocks_encoder(block_nbytes)(rows.reshape(-1)) == parts
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"cname": "lz4", "clevel": 5},  # lz4 and blosclz split blocks into streams
+        {"cname": "blosclz", "clevel": 5},
+        {"cname": "zlib", "clevel": 3, "shuffle": 0},  # c-blosc picks its own block size
+        {"cname": "lz4hc", "clevel": 9},
+    ],
+)
+def test_settings_whose_frames_do_not_cut_are_encoded_a_block_at_a_time(
+    options: dict[str, Any],
+) -> None:
+    codec = _codec("float64", **options)
+    assert FramedBlosc.for_codec(codec.codecs[0], 64 << 10, codec.dtype) is None
+    rows = _rows("float64", 20_000, 4)
+    parts = codec.blocks_encoder(64 << 10)(rows.reshape(-1))
+    flat = rows.reshape(-1)
+    assert parts == [codec.encode(flat[i : i + 8192]) for i in range(0, 80_000, 8192)]
+
+
+def test_blocks_stored_out_of_order_by_blosc_threads_are_cut_right() -> None:
+    """On the main thread c-blosc compresses with its own threads, which store blocks in
+    the order they finish; on another thread it uses one. Both cut the same."""
+    codec = _codec("uint8")
+    per_block = 83
+    framed = FramedBlosc.for_codec(codec.codecs[0], per_block * 784, codec.dtype)
+    assert framed is not None
+    rows = _rows("uint8", per_block * 40, 784, seed=3)
+    numcodecs.blosc.set_nthreads(2)
+    on_main = framed.encode(rows.reshape(-1))
+    elsewhere: list[list[bytes]] = []
+    t = threading.Thread(target=lambda: elsewhere.append(framed.encode(rows.reshape(-1))))
+    t.start()
+    t.join()
+    assert on_main == elsewhere[0]
+
+
+def test_blocks_that_do_not_compress_still_decode() -> None:
+    codec = _codec("uint8")
+    framed = FramedBlosc.for_codec(codec.codecs[0], 64 * 1000, codec.dtype)
+    assert framed is not None
+    rng = np.random.default_rng(5)
+    noise = rng.integers(0, 256, 64 * 1000 * 3, dtype=np.uint8)  # the whole frame raw
+    mixed = noise.copy()
+    mixed[: 64 * 1000] = 0  # one block compresses, the others are stored raw inside
+    for data in (noise, mixed):
+        parts = framed.encode(data)
+        got = np.concatenate([codec.decode(p) for p in parts])
+        assert np.array_equal(got, data)
+
+
+def test_other_codec_chains_are_encoded_a_block_at_a_time() -> None:
+    for options in ({"id": "zstd", "level": 3}, {"id": "gzip", "level": 1}, []):
+        meta = codecs_from_backend_options(options, np.dtype(np.uint8))
+        codec = BlockCodec.from_metadata(meta, np.dtype(np.uint8))
+        data = _rows("uint8", 300, 1000).reshape(-1)
+        parts = codec.blocks_encoder(64_000)(data)
+        assert len(parts) == 5
+        assert np.array_equal(np.concatenate([codec.decode(p) for p in parts]), data)
+
+
+def test_a_frame_it_does_not_understand_is_refused() -> None:
+    codec = numcodecs.Blosc(cname="zstd", clevel=1, blocksize=1000)
+    frame = bytes(codec.encode(np.zeros(10_000, np.uint8)))
+    with pytest.raises(ValueError, match="expected block size"):
+        split_frame(frame, 3000, 2)  # its blocks are 1,000 bytes, not 1,500
+    with pytest.raises(ValueError, match=r"c-blosc 1\.x"):
+        split_frame(b"\x03" + frame[1:], 2000, 2)  # another format version
