@@ -131,3 +131,40 @@ def test_a_frame_it_does_not_understand_is_refused() -> None:
         split_frame(frame, 3000, 2)  # its blocks are 1,000 bytes, not 1,500
     with pytest.raises(ValueError, match=r"c-blosc 1\.x"):
         split_frame(b"\x03" + frame[1:], 2000, 2)  # another format version
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32", "int64"])
+def test_a_block_decoded_in_parts_reads_every_range_right(dtype: str) -> None:
+    from hangar.format.blosc_frames import PartialFrame
+
+    codec = _codec(dtype)
+    rows = _rows(dtype, 700, 97, seed=9)  # 256 KiB-ish: several internal blocks
+    flat = rows.reshape(-1)
+    raw = flat.view(np.uint8)
+    data = codec.encode(flat)
+    size = np.dtype(dtype).itemsize
+    rng = np.random.default_rng(1)
+    part = codec.partial(data)
+    assert part is not None
+    assert not part.complete
+    for _ in range(200):  # single items, rows, ranges across internal blocks
+        a = int(rng.integers(0, len(flat))) * size
+        b = min(len(raw), a + int(rng.choice([size, 97 * size, 40_000 // size * size])))
+        np.testing.assert_array_equal(part.read(a, b), flat[a // size : b // size])
+    np.testing.assert_array_equal(part.array(), flat)
+    assert part.complete
+    again = PartialFrame.of(data, codec.codecs[0], codec.dtype)
+    assert again is not None
+    last = len(raw) - size  # the last item: the shorter last internal block
+    np.testing.assert_array_equal(again.read(last, len(raw)), flat[-1:])
+    assert not again.complete
+
+
+def test_blocks_that_cannot_be_read_in_parts_say_so() -> None:
+    codec = _codec("uint8")
+    assert codec.partial(codec.encode(np.zeros(1000, np.uint8))) is None  # one internal block
+    noise = np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8)
+    assert codec.partial(codec.encode(noise)) is None  # stored raw
+    other = BlockCodec.from_metadata(codecs_from_backend_options({"id": "zstd"}, np.dtype("u1")),
+                                     np.dtype("u1"))  # fmt: skip
+    assert other.partial(other.encode(np.zeros(200_000, np.uint8))) is None

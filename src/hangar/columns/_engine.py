@@ -19,6 +19,7 @@ from hangar.columns._index import SegmentIndex, SegmentView
 from hangar.columns._rows import RowBuffer
 from hangar.columns._table import StagedTable, bucket_locations, is_packed
 from hangar.exceptions import CorruptionError, ObjectNotFoundError, ReadOnlyError, SampleKeyError
+from hangar.format.blosc_frames import PartialFrame
 from hangar.format.chunks import BlockCache, SampleLocation, block_check, digest_bytes
 from hangar.format.codec import BlockCodec
 from hangar.format.commits import ColumnRecord
@@ -298,30 +299,58 @@ class ColumnEngine:
         return out
 
     def _read_bytes(self, loc: SampleLocation) -> np.ndarray[Any, Any]:
-        block = self._block(loc)
+        """The bytes of one sample, as the column's dtype (a view: copy to keep).
+
+        A block not in the cache is fetched with one ranged read and, where its
+        codec allows, only the part of it that holds the sample is decoded
+        (:meth:`BlockCodec.partial`); the rest is decoded when reads need it.
+        """
+        key = (loc.chunk, loc.block_offset)
+        block = self.cache.get(key)
+        if block is None:
+            raw = self._fetch_block(loc)
+            block = self.codec.partial(raw)
+            if block is None:
+                block = self.codec.decode(raw)
+            self.cache.put(key, block)
+        if isinstance(block, PartialFrame):  # decoded in parts
+            out: np.ndarray[Any, Any] = block.read(loc.item_offset,
+                                                   loc.item_offset + loc.item_nbytes)  # fmt: skip
+            if block.complete:
+                self.cache.put(key, block.array())
+            return out
         itemsize = block.itemsize
         start = loc.item_offset // itemsize
         return block[start : start + loc.item_nbytes // itemsize]
 
     def _block(self, loc: SampleLocation) -> np.ndarray[Any, Any]:
         """The decoded block holding ``loc``: from the cache, or one ranged read."""
-        block = self.cache.get((loc.chunk, loc.block_offset))
+        key = (loc.chunk, loc.block_offset)
+        block = self.cache.get(key)
         if block is None:
-            key = chunk_key(loc.chunk)
-            try:
-                raw = self.store.get_range(key, loc.block_offset, loc.block_offset + loc.block_size)
-            except ObjectNotFoundError as exc:
-                raise CorruptionError(
-                    f"column {self.name!r}: chunk {loc.chunk} is missing from the store"
-                ) from exc
-            if len(raw) != loc.block_size or block_check(raw) != loc.block_check:
-                raise CorruptionError(
-                    f"column {self.name!r}: a block of chunk {loc.chunk} does not match "
-                    "its checksum; the data is not returned"
-                )
-            block = self.codec.decode(raw)
-            self.cache.put((loc.chunk, loc.block_offset), block)
+            block = self.codec.decode(self._fetch_block(loc))
+            self.cache.put(key, block)
+        elif isinstance(block, PartialFrame):  # decoded in parts so far: the rest now
+            block = block.array()
+            self.cache.put(key, block)
         return block
+
+    def _fetch_block(self, loc: SampleLocation) -> bytes:
+        """The encoded block holding ``loc`` (one ranged read), checked."""
+        try:
+            raw = self.store.get_range(
+                chunk_key(loc.chunk), loc.block_offset, loc.block_offset + loc.block_size
+            )
+        except ObjectNotFoundError as exc:
+            raise CorruptionError(
+                f"column {self.name!r}: chunk {loc.chunk} is missing from the store"
+            ) from exc
+        if len(raw) != loc.block_size or block_check(raw) != loc.block_check:
+            raise CorruptionError(
+                f"column {self.name!r}: a block of chunk {loc.chunk} does not match "
+                "its checksum; the data is not returned"
+            )
+        return raw
 
     def _to_value(self, flat: np.ndarray[Any, Any], shape: tuple[int, ...] | None) -> Any:
         ctype = self.schema.column_type

@@ -34,7 +34,7 @@ from typing import Any
 import numcodecs
 import numpy as np
 
-__all__ = ["FramedBlosc", "split_frame"]
+__all__ = ["FramedBlosc", "PartialFrame", "split_frame"]
 
 _HEADER = struct.Struct("<BBBBiii")
 _MEMCPYED = 0x02
@@ -47,45 +47,136 @@ _plans: dict[tuple[Any, ...], tuple[int, int] | None] = {}
 _plans_lock = threading.Lock()
 
 
+class _Frame:
+    """A c-blosc 1.x frame, parsed: its header, and where each internal block's bytes are."""
+
+    __slots__ = ("blocksize", "cbytes", "flags", "nblocks", "nbytes", "spans", "typesize",
+                 "version", "versionlz", "view")  # fmt: skip
+
+    def __init__(self, frame: bytes) -> None:
+        """Raises ``ValueError`` for a frame this does not understand."""
+        if len(frame) < 16:
+            raise ValueError("not a c-blosc 1.x frame: too short")
+        head = _HEADER.unpack_from(frame)
+        self.version, self.versionlz, self.flags, self.typesize = head[:4]
+        self.nbytes, self.blocksize, self.cbytes = head[4:]
+        if self.version != _FORMAT_VERSION or self.cbytes != len(frame) or self.blocksize <= 0:
+            raise ValueError("not a c-blosc 1.x frame")
+        self.view = memoryview(frame)
+        self.nblocks = -(-self.nbytes // self.blocksize)
+        self.spans: list[tuple[int, int]] = []
+        if not self.flags & _MEMCPYED:
+            starts = struct.unpack_from(f"<{self.nblocks}i", frame, 16)
+            # with threads, c-blosc stores blocks in the order they finish: a block ends
+            # where the next stored one starts
+            order = sorted(starts)
+            ends = dict(zip(order, [*order[1:], self.cbytes], strict=True))
+            self.spans = [(start, ends[start]) for start in starts]
+
+    def cut(self, first: int, last: int) -> bytes:
+        """A frame of internal blocks ``first`` to ``last - 1`` alone (decodes to their
+        bytes)."""
+        blocksize = self.blocksize
+        size = min((last - first) * blocksize, self.nbytes - first * blocksize)
+        if self.flags & _MEMCPYED:  # stored raw: a header, then the bytes
+            part = self.view[16 + first * blocksize : 16 + first * blocksize + size]
+            head = _HEADER.pack(self.version, self.versionlz, self.flags, self.typesize, size,
+                                min(blocksize, size), 16 + size)  # fmt: skip
+            return head + part
+        bodies = [self.view[a:b] for a, b in self.spans[first:last]]
+        offsets = []
+        at = 16 + 4 * (last - first)
+        for body in bodies:
+            offsets.append(at)
+            at += len(body)
+        # a block shorter than the block size is never split into streams
+        flags = self.flags | _DONT_SPLIT if size < blocksize else self.flags
+        head = struct.pack(f"<BBBBiii{last - first}i", self.version, self.versionlz, flags,
+                           self.typesize, size, min(blocksize, size), at, *offsets)  # fmt: skip
+        return b"".join([head, *bodies])
+
+
 def split_frame(frame: bytes, block_nbytes: int, per_block: int) -> list[bytes]:
     """Cut a Blosc frame into one frame per ``block_nbytes`` raw bytes.
 
     ``frame``'s internal block size times ``per_block`` must be ``block_nbytes``.
     Raises ``ValueError`` for a frame this does not understand.
     """
-    version, versionlz, flags, typesize, nbytes, blocksize, cbytes = _HEADER.unpack_from(frame)
-    if version != _FORMAT_VERSION or cbytes != len(frame) or blocksize * per_block != block_nbytes:
+    parsed = _Frame(frame)
+    if parsed.blocksize * per_block != block_nbytes:
         raise ValueError("not a c-blosc 1.x frame with the expected block size")
-    view = memoryview(frame)
-    out: list[bytes] = []
-    if flags & _MEMCPYED:  # stored raw: a header, then the bytes
-        for off in range(0, nbytes, block_nbytes):
-            part = view[16 + off : 16 + min(off + block_nbytes, nbytes)]
-            size = len(part)
-            head = _HEADER.pack(version, versionlz, flags, typesize, size, min(blocksize, size),
-                                16 + size)  # fmt: skip
-            out.append(head + part)
-        return out
-    nblocks = -(-nbytes // blocksize)
-    starts = struct.unpack_from(f"<{nblocks}i", frame, 16)
-    # with threads, c-blosc stores blocks in the order they finish: a block ends where the
-    # next stored one starts
-    order = sorted(starts)
-    ends = dict(zip(order, [*order[1:], cbytes], strict=True))
-    for first in range(0, nblocks, per_block):
-        last = min(first + per_block, nblocks)
-        size = min(block_nbytes, nbytes - first * blocksize)
-        bodies = [view[starts[i] : ends[starts[i]]] for i in range(first, last)]
-        offsets = []
-        at = 16 + 4 * (last - first)
-        for body in bodies:
-            offsets.append(at)
-            at += len(body)
-        f = flags | _DONT_SPLIT if size < blocksize else flags
-        head = struct.pack(f"<BBBBiii{last - first}i", version, versionlz, f, typesize, size,
-                           min(blocksize, size), at, *offsets)  # fmt: skip
-        out.append(b"".join([head, *bodies]))
-    return out
+    return [
+        parsed.cut(first, min(first + per_block, parsed.nblocks))
+        for first in range(0, parsed.nblocks, per_block)
+    ]
+
+
+class PartialFrame:
+    """An encoded block decoded one internal block at a time, as reads need them.
+
+    A single-sample read of a 256 KiB block needs one or two of its eight
+    32 KiB internal blocks: decoding only those is an eighth of the work. The
+    decoded bytes go into one buffer, so reads of the same block later find
+    them there; :meth:`array` decodes the rest (a scan wants all of it).
+    """
+
+    __slots__ = ("_codec", "_done", "_dtype", "_frame", "_left", "_out")
+
+    def __init__(self, frame: _Frame, codec: Any, dtype: np.dtype[Any]) -> None:
+        self._frame = frame
+        self._codec = codec
+        self._dtype = dtype
+        self._out = np.empty(frame.nbytes, np.uint8)
+        self._done = [False] * frame.nblocks
+        self._left = frame.nblocks
+
+    @classmethod
+    def of(cls, data: bytes, codec: Any, dtype: np.dtype[Any]) -> PartialFrame | None:
+        """``data`` (a block encoded by the numcodecs Blosc ``codec``) to decode in parts;
+        None if it has one internal block, is stored raw, or is not a frame this reads."""
+        try:
+            frame = _Frame(data)
+        except ValueError:
+            return None
+        if frame.nblocks < 2 or frame.flags & _MEMCPYED or frame.nbytes % dtype.itemsize:
+            return None
+        return cls(frame, codec, dtype)
+
+    @property
+    def complete(self) -> bool:
+        """True once every internal block is decoded."""
+        return not self._left
+
+    def read(self, start: int, stop: int) -> np.ndarray[Any, Any]:
+        """Bytes ``start:stop`` of the decoded block, as ``dtype`` (a view: copy to keep)."""
+        size = self._frame.blocksize
+        first, last = start // size, max(start, stop - 1) // size + 1
+        if not all(self._done[first:last]):
+            self._decode(first, last)
+        return self._out[start:stop].view(self._dtype)
+
+    def array(self) -> np.ndarray[Any, Any]:
+        """The whole decoded block, as ``dtype``."""
+        if self._left:
+            self._decode(0, self._frame.nblocks)
+        return self._out.view(self._dtype)
+
+    def _decode(self, first: int, last: int) -> None:
+        frame, size, done = self._frame, self._frame.blocksize, self._done
+        i = first
+        while i < last:  # runs of internal blocks not decoded yet, one call each
+            if done[i]:
+                i += 1
+                continue
+            j = i
+            while j < last and not done[j]:
+                j += 1
+            end = min(j * size, frame.nbytes)
+            self._codec.decode(frame.cut(i, j), out=self._out[i * size : end])
+            for k in range(i, j):
+                done[k] = True
+            self._left -= j - i
+            i = j
 
 
 class FramedBlosc:

@@ -22,11 +22,13 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from hangar._helper import SharedWork
+from hangar.format.blosc_frames import PartialFrame
 
 __all__ = [
     "BLOCKS_PER_CALL",
     "BlockCache",
     "BlocksCodec",
+    "CachedBlock",
     "ChunkPacker",
     "Run",
     "SampleLocation",
@@ -198,20 +200,28 @@ class ChunkPacker:
         return out
 
 
+#: a block in the cache: decoded, or decoded in parts so far
+CachedBlock = np.ndarray[Any, Any] | PartialFrame
+
+
 class BlockCache:
-    """A small LRU of decoded blocks, keyed by (chunk, block offset)."""
+    """A small LRU of decoded blocks, keyed by (chunk, block offset).
+
+    A block may also be held decoded in parts so far (a
+    :class:`~hangar.format.blosc_frames.PartialFrame`); readers finish it.
+    """
 
     def __init__(self, capacity: int = 64) -> None:
         self._capacity = capacity
-        self._items: OrderedDict[tuple[str, int], np.ndarray[Any, Any]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, int], CachedBlock] = OrderedDict()
 
-    def get(self, key: tuple[str, int]) -> np.ndarray[Any, Any] | None:
+    def get(self, key: tuple[str, int]) -> CachedBlock | None:
         block = self._items.get(key)
         if block is not None:
             self._items.move_to_end(key)
         return block
 
-    def put(self, key: tuple[str, int], block: np.ndarray[Any, Any]) -> None:
+    def put(self, key: tuple[str, int], block: CachedBlock) -> None:
         self._items[key] = block
         if len(self._items) > self._capacity:
             self._items.popitem(last=False)

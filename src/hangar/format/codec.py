@@ -18,7 +18,7 @@ import numcodecs
 import numpy as np
 
 from hangar.exceptions import InvalidKeyError
-from hangar.format.blosc_frames import FramedBlosc
+from hangar.format.blosc_frames import FramedBlosc, PartialFrame
 
 __all__ = ["BlockCodec", "codecs_from_backend_options"]
 
@@ -90,6 +90,14 @@ class BlockCodec:
             return [encode(flat[i : i + step]) for i in range(0, len(flat), step)]
 
         return each
+
+    def partial(self, data: bytes) -> PartialFrame | None:
+        """An encoded block to decode in parts, as reads need them (see
+        :class:`~hangar.format.blosc_frames.PartialFrame`); None unless the chain is
+        Blosc alone and the block has several internal blocks (decode it whole)."""
+        if len(self.codecs) != 1 or type(self.codecs[0]) is not numcodecs.Blosc:
+            return None
+        return PartialFrame.of(data, self.codecs[0], self.dtype)
 
     def decode(self, data: bytes) -> np.ndarray[Any, Any]:
         """Decode an encoded block back to its 1-D array."""
