@@ -168,3 +168,23 @@ def test_blocks_that_cannot_be_read_in_parts_say_so() -> None:
     other = BlockCodec.from_metadata(codecs_from_backend_options({"id": "zstd"}, np.dtype("u1")),
                                      np.dtype("u1"))  # fmt: skip
     assert other.partial(other.encode(np.zeros(200_000, np.uint8))) is None
+
+
+def test_threads_reading_one_block_in_parts_get_the_right_bytes() -> None:
+    """Two threads may decode the same internal block at once: they write the same bytes,
+    and a block counts as decoded only once it is written."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    codec = _codec("uint8")
+    rows = _rows("uint8", 330, 784, seed=4)
+    flat = rows.reshape(-1)
+    for _ in range(20):
+        part = codec.partial(codec.encode(flat))
+        assert part is not None
+
+        def read(i: int, part: Any = part) -> bool:
+            return bool(np.array_equal(part.read(i * 784, (i + 1) * 784), rows[i]))
+
+        with ThreadPoolExecutor(4) as pool:
+            assert all(pool.map(read, [int(i) for i in np.random.default_rng(7).permutation(330)]))
+        np.testing.assert_array_equal(part.array(), flat)

@@ -120,15 +120,16 @@ class PartialFrame:
     them there; :meth:`array` decodes the rest (a scan wants all of it).
     """
 
-    __slots__ = ("_codec", "_done", "_dtype", "_frame", "_left", "_out")
+    __slots__ = ("_codec", "_done", "_dtype", "_frame", "_out")
 
     def __init__(self, frame: _Frame, codec: Any, dtype: np.dtype[Any]) -> None:
         self._frame = frame
         self._codec = codec
         self._dtype = dtype
         self._out = np.empty(frame.nbytes, np.uint8)
+        # set once a block's bytes are in the buffer: two threads decoding the same block
+        # write the same bytes, and a block is never marked before it is written
         self._done = [False] * frame.nblocks
-        self._left = frame.nblocks
 
     @classmethod
     def of(cls, data: bytes, codec: Any, dtype: np.dtype[Any]) -> PartialFrame | None:
@@ -145,7 +146,7 @@ class PartialFrame:
     @property
     def complete(self) -> bool:
         """True once every internal block is decoded."""
-        return not self._left
+        return all(self._done)
 
     def read(self, start: int, stop: int) -> np.ndarray[Any, Any]:
         """Bytes ``start:stop`` of the decoded block, as ``dtype`` (a view: copy to keep)."""
@@ -157,7 +158,7 @@ class PartialFrame:
 
     def array(self) -> np.ndarray[Any, Any]:
         """The whole decoded block, as ``dtype``."""
-        if self._left:
+        if not all(self._done):
             self._decode(0, self._frame.nblocks)
         return self._out.view(self._dtype)
 
@@ -175,7 +176,6 @@ class PartialFrame:
             self._codec.decode(frame.cut(i, j), out=self._out[i * size : end])
             for k in range(i, j):
                 done[k] = True
-            self._left -= j - i
             i = j
 
 
