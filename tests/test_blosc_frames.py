@@ -188,3 +188,21 @@ def test_threads_reading_one_block_in_parts_get_the_right_bytes() -> None:
         with ThreadPoolExecutor(4) as pool:
             assert all(pool.map(read, [int(i) for i in np.random.default_rng(7).permutation(330)]))
         np.testing.assert_array_equal(part.array(), flat)
+
+
+def test_a_frame_laid_out_otherwise_is_encoded_a_block_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hangar.format.blosc_frames as frames
+
+    codec = _codec("uint8")
+    framed = FramedBlosc.for_codec(codec.codecs[0], 83 * 784, codec.dtype)
+    assert framed is not None
+    rows = _rows("uint8", 83 * 5, 784)
+    cut = framed.encode(rows.reshape(-1))
+
+    def refuse(*args: Any) -> list[bytes]:
+        raise ValueError("not a c-blosc 1.x frame with the expected block size")
+
+    monkeypatch.setattr(frames, "split_frame", refuse)
+    assert framed.encode(rows.reshape(-1)) == cut  # the same bytes, a call per block

@@ -219,7 +219,13 @@ class FramedBlosc:
         frame = bytes(self._blosc.encode(flat))
         if flat.nbytes <= self._internal:
             return [frame]  # one internal block: c-blosc sized it to fit
-        return split_frame(frame, self._block_nbytes, self._per_block)
+        try:
+            return split_frame(frame, self._block_nbytes, self._per_block)
+        except ValueError:  # c-blosc laid this one out otherwise: a call per block then
+            step = self._block_nbytes // flat.itemsize
+            return [
+                bytes(self._blosc.encode(flat[i : i + step])) for i in range(0, len(flat), step)
+            ]
 
 
 def _blosc_like(codec: Any, internal: int) -> Any:
