@@ -120,16 +120,17 @@ class PartialFrame:
     them there; :meth:`array` decodes the rest (a scan wants all of it).
     """
 
-    __slots__ = ("_codec", "_done", "_dtype", "_frame", "_out")
+    __slots__ = ("_codec", "_done", "_dtype", "_frame", "_lock", "_out")
 
     def __init__(self, frame: _Frame, codec: Any, dtype: np.dtype[Any]) -> None:
         self._frame = frame
         self._codec = codec
         self._dtype = dtype
         self._out = np.empty(frame.nbytes, np.uint8)
-        # set once a block's bytes are in the buffer: two threads decoding the same block
-        # write the same bytes, and a block is never marked before it is written
+        # set once a block's bytes are in the buffer, which is then never written again
+        # (c-blosc uses its output as scratch while it decodes): one decoder at a time
         self._done = [False] * frame.nblocks
+        self._lock = threading.Lock()
 
     @classmethod
     def of(cls, data: bytes, codec: Any, dtype: np.dtype[Any]) -> PartialFrame | None:
@@ -163,6 +164,10 @@ class PartialFrame:
         return self._out.view(self._dtype)
 
     def _decode(self, first: int, last: int) -> None:
+        with self._lock:
+            self._decode_locked(first, last)
+
+    def _decode_locked(self, first: int, last: int) -> None:
         frame, size, done = self._frame, self._frame.blocksize, self._done
         i = first
         while i < last:  # runs of internal blocks not decoded yet, one call each
