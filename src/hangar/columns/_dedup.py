@@ -11,6 +11,7 @@ even if their digests collide.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -123,14 +124,23 @@ class RowDedup:
         firsts: np.ndarray[Any, Any],
     ) -> np.ndarray[Any, Any]:
         """Which candidate repeats have exactly the bytes of their first row."""
-        page_of = np.searchsorted(np.asarray(self._starts), firsts, side="right") - 1
-        same = np.zeros(len(positions), bool)
-        for p in np.unique(page_of):
-            mask = page_of == p
-            earlier = _as_words(self._pages[p][firsts[mask] - self._starts[p]])
+        starts = np.asarray(self._starts)
+        page_of = np.searchsorted(starts, firsts, side="right") - 1
+        # candidates grouped by the page of their first row: one slice of them per page
+        order = np.argsort(page_of, kind="stable")
+        mine = _as_words(rows.take(positions[order], axis=0))
+        local = firsts[order] - starts[page_of[order]]  # first rows, numbered in their pages
+        bounds = np.searchsorted(page_of[order], np.arange(len(starts) + 1)).tolist()
+        same = np.empty(len(positions), bool)
+        for p, (a, b) in enumerate(itertools.pairwise(bounds)):
+            if a == b:
+                continue
+            earlier = _as_words(self._pages[p].take(local[a:b], axis=0))
             # bytes, not values: 0.0 and -0.0 are equal values, different samples
-            same[mask] = (_as_words(rows[positions[mask]]) == earlier).all(axis=1)
-        return same
+            same[a:b] = (mine[a:b] == earlier).all(axis=1)
+        out = np.empty_like(same)
+        out[order] = same
+        return out
 
 
 def _as_words(rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
