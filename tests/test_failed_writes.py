@@ -317,3 +317,25 @@ def test_a_page_failing_while_another_is_encoded_stops_the_encoding(
     co.commit("two")
     co.close()
     assert values(repo.checkout()["images"]) == {0: 0, 5: 5}
+
+
+def test_closing_a_writer_whose_open_block_cannot_be_stored_still_lets_the_branch_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """close() raises the block's error, and the checkout is closed and its lease released
+    all the same: the next writer does not wait for the lease to expire."""
+    repo = make_repo((f"memory://close-{__import__('uuid').uuid4().hex}", {}))
+    co = repo.checkout(write=True)
+    images = co.add_ndarray_column("images", prototype=v(0))
+    images[0] = v(0)
+    co.commit("one")
+    Refuse(monkeypatch, co._staging.store, "put", "chunks/")
+    images.__enter__()  # a block the caller never leaves
+    for i in range(1, 50):
+        images[i] = v(i)
+    with pytest.raises(OSError, match="injected"):
+        co.close()
+    monkeypatch.undo()
+    again = repo.checkout(write=True)  # at once: the lease was released
+    assert values(again["images"]) == {0: 0}  # the block was not stored, the rest was
+    again.close()

@@ -205,3 +205,41 @@ def test_a_writer_that_cannot_close_at_exit_says_so_in_one_warning(tmp_path: Pat
     assert "the server is gone" in done.stderr
     assert "Traceback" not in done.stderr
     assert "Exception ignored" not in done.stderr
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_with_block_still_open_at_exit_is_stored_and_the_lease_let_go(
+    tmp_path: Path, where: str, request: pytest.FixtureRequest
+) -> None:
+    """At exit the helper and upload threads are already gone (concurrent.futures stops
+    them before atexit runs): the block is packed in the closing thread, not lost, and
+    the next writer opens at once."""
+    if where == "local":
+        url, options = str(tmp_path), {}
+    else:
+        server = request.getfixturevalue("seaweedfs")
+        url, options = f"s3://{server.create_bucket()}/r", server.storage_options()
+    repo = Repository(url, exists=False, storage_options=options)
+    repo.init("t", "t@example.com")
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from hangar import Repository
+        co = Repository({url!r}, storage_options={options!r}).checkout(write=True)
+        col = co.add_ndarray_column("x", shape=(784,), dtype=np.uint8)
+        col.__enter__()  # a block never left: pages fill and start packing on the helper
+        for i in range(20_000):  # distinct rows: every page has blocks to compress
+            x = np.full(784, i % 251, np.uint8)
+            x[:4] = np.frombuffer(i.to_bytes(4, "little"), np.uint8)
+            col[i] = x
+    """)
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "could not be closed" not in done.stderr, done.stderr
+    co = repo.checkout(write=True)  # the lease was let go: no wait for it to expire
+    col = co["x"]
+    assert len(col) == 20_000
+    assert int.from_bytes(col[19_999][:4].tobytes(), "little") == 19_999
+    assert int(col[12_345][700]) == 12_345 % 251
+    co.close()

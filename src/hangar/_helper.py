@@ -67,7 +67,10 @@ class SharedWork(Generic[T, R]):
         self._stopped = False
         self._future: Future[None] | None = None
         if helper is not None and len(items) >= 2:
-            self._future = helper.submit(self._work)
+            try:
+                self._future = helper.submit(self._work)
+            except RuntimeError:  # the interpreter is shutting down: the caller does it all
+                self._future = None
 
     def _work(self) -> None:
         items, out, fn = self._items, self._out, self._fn

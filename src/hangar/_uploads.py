@@ -48,7 +48,12 @@ class Uploads:
         if not self._in_flight:
             fn(*args)
             return
-        self._pending.append(_shared_pool().submit(fn, *args))
+        try:
+            future = _shared_pool().submit(fn, *args)
+        except RuntimeError:  # the interpreter is shutting down (a writer closed at exit)
+            fn(*args)
+            return
+        self._pending.append(future)
 
     def wait(self) -> None:
         """Return when every write started has finished; raise the first that failed.

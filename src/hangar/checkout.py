@@ -407,19 +407,28 @@ class WriterCheckout(_CheckoutBase):
         return self._staging.base_commit
 
     def close(self) -> None:
-        """Release the branch's lease; staged changes stay for the next writer."""
+        """End any open with-block, and release the branch's lease; staged changes stay for
+        the next writer.
+
+        If the open with-block cannot be stored, its error is raised, and the
+        checkout is closed and its lease released all the same (the staging
+        area is back to what was stored before the block).
+        """
         if self._columns is None:
             return
-        self._staging.close_blocks()
-        self._columns = None
-        self._lease.release()
-        atexit.unregister(self._close_at_exit)
+        try:
+            self._staging.close_blocks()
+        finally:
+            self._columns = None
+            atexit.unregister(self._close_at_exit)
+            self._lease.release()
 
     def _close_at_exit(self) -> None:
         """:meth:`close` for a writer still open when the interpreter exits.
 
         If the store cannot be reached then (a server already stopped), say so in one
-        warning instead of a traceback: the lease expires by itself.
+        warning instead of a traceback: the lease expires by itself. (The helper and
+        upload threads are gone by then: a with-block still open is packed here.)
         """
         try:
             self.close()
