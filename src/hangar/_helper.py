@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from typing import Any, Generic, TypeVar
 
-__all__ = ["SharedWork", "helper_thread"]
+__all__ = ["SharedWork", "helper_thread", "submit_or_none"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -48,6 +48,19 @@ def helper_thread() -> ThreadPoolExecutor | None:
         return _pool[1]
 
 
+def submit_or_none(executor: Executor, fn: Callable[..., R], *args: Any) -> Future[R] | None:
+    """``executor.submit(fn, *args)``, or None if the executor takes no more work.
+
+    At interpreter exit concurrent.futures stops its threads before atexit
+    handlers run (a writer closed then still has a with-block to pack): the
+    caller then does the work itself.
+    """
+    try:
+        return executor.submit(fn, *args)
+    except RuntimeError:
+        return None
+
+
 class SharedWork(Generic[T, R]):
     """``fn`` of each item, shared out as it goes: the helper starts on the items at once,
     and the caller takes whatever is left when it asks for the results (:meth:`result`).
@@ -67,10 +80,7 @@ class SharedWork(Generic[T, R]):
         self._stopped = False
         self._future: Future[None] | None = None
         if helper is not None and len(items) >= 2:
-            try:
-                self._future = helper.submit(self._work)
-            except RuntimeError:  # the interpreter is shutting down: the caller does it all
-                self._future = None
+            self._future = submit_or_none(helper, self._work)
 
     def _work(self) -> None:
         items, out, fn = self._items, self._out, self._fn

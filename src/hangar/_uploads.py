@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from hangar._helper import submit_or_none
+
 __all__ = ["Uploads"]
 
 _THREADS = 4  # writes in flight at once (network waits, not CPU)
@@ -48,9 +50,8 @@ class Uploads:
         if not self._in_flight:
             fn(*args)
             return
-        try:
-            future = _shared_pool().submit(fn, *args)
-        except RuntimeError:  # the interpreter is shutting down (a writer closed at exit)
+        future = submit_or_none(_shared_pool(), fn, *args)
+        if future is None:  # the interpreter is shutting down (a writer closed at exit)
             fn(*args)
             return
         self._pending.append(future)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hangar._helper import helper_thread
+from hangar._helper import helper_thread, submit_or_none
 from hangar.columns._dedup import DEDUP_MIN_BYTES, NO_PAIRS, RowDedup
 from hangar.columns._engine import ColumnEngine, Pending
 from hangar.columns._rows import Page, RowBuffer
@@ -158,10 +158,9 @@ class RowPacker:
         helper = helper_thread()
         if helper is None or self.failed is not None:
             return
-        try:
-            self._background[number] = helper.submit(self._start_encoded, keys, data)
-        except RuntimeError:  # the interpreter is shutting down: the block's end packs it
-            return
+        started = submit_or_none(helper, self._start_encoded, keys, data)
+        if started is not None:  # else the interpreter is shutting down: the block's end packs it
+            self._background[number] = started
 
     def _start_encoded(self, keys: list[Key], data: np.ndarray[Any, Any]) -> _Page:
         """:meth:`start_page`, encoded at once in one call (on the helper thread)."""

@@ -153,9 +153,7 @@ class RowBuffer:
             return
         p = self._spilled
         self.sync()  # a row is live if the index still names it (not written again since)
-        page = self._page(p, check=True)
-        if page[1]:
-            self._spill(page)  # raises: the page stays, nothing changed here
+        self._spill(self._page(p, check=True))  # raises: the page stays, nothing changed here
         self._pages[p] = None
         self._spilled += 1
 

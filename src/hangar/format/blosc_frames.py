@@ -41,10 +41,10 @@ _MEMCPYED = 0x02
 _DONT_SPLIT = 0x10
 _FORMAT_VERSION = 2  # c-blosc 1.x frames
 
-#: per codec setting, block size and dtype: the internal block size and how many make a
-#: block, or None (the setting is encoded a block per call)
-_plans: dict[tuple[Any, ...], tuple[int, int] | None] = {}
-_plans_lock = threading.Lock()
+#: per codec setting, block size and dtype: its framed encoder (stateless, shared), or None
+#: (the setting is encoded a block per call)
+_encoders: dict[tuple[Any, ...], FramedBlosc | None] = {}
+_encoders_lock = threading.Lock()
 
 
 class _Frame:
@@ -209,14 +209,13 @@ class FramedBlosc:
         if type(codec) is not numcodecs.Blosc or block_nbytes <= 0 or dtype.hasobject:
             return None
         key = (codec.cname, codec.clevel, codec.shuffle, codec.blocksize, block_nbytes, dtype.str)
-        with _plans_lock:
-            if key not in _plans:
-                _plans[key] = _plan(codec, block_nbytes, dtype)
-            plan = _plans[key]
-        if plan is None:
-            return None
-        internal, per_block = plan
-        return cls(_blosc_like(codec, internal), block_nbytes, internal, per_block)
+        with _encoders_lock:
+            if key not in _encoders:
+                plan = _plan(codec, block_nbytes, dtype)
+                _encoders[key] = (
+                    None if plan is None else cls(_blosc_like(codec, plan[0]), block_nbytes, *plan)
+                )
+            return _encoders[key]
 
     def encode(self, flat: np.ndarray[Any, Any]) -> list[bytes]:
         """Encode a 1-D contiguous array as blocks of ``block_nbytes`` raw bytes each (the
