@@ -206,3 +206,19 @@ def test_a_frame_laid_out_otherwise_is_encoded_a_block_at_a_time(
 
     monkeypatch.setattr(frames, "split_frame", refuse)
     assert framed.encode(rows.reshape(-1)) == cut  # the same bytes, a call per block
+
+
+def test_a_block_size_set_in_the_codec_is_kept_exactly() -> None:
+    """backend_options may set Blosc's internal block size: one that divides the block is
+    used as it is; one that does not means a call per block, encoded as asked."""
+    dividing = _codec("uint8", cname="zstd", clevel=1, blocksize=16_384)
+    framed = FramedBlosc.for_codec(dividing.codecs[0], 65_536, dividing.dtype)
+    assert framed is not None
+    rows = _rows("uint8", 64 * 5, 1024)
+    for part in framed.encode(rows.reshape(-1)):
+        assert int.from_bytes(part[8:12], "little") == 16_384  # the header's block size
+    other = _codec("uint8", cname="zstd", clevel=1, blocksize=10_000)
+    assert FramedBlosc.for_codec(other.codecs[0], 65_536, other.dtype) is None
+    flat = rows.reshape(-1)
+    parts = other.blocks_encoder(65_536)(flat)
+    assert parts == [other.encode(flat[i : i + 65_536]) for i in range(0, len(flat), 65_536)]

@@ -240,22 +240,30 @@ def _blosc_like(codec: Any, internal: int) -> Any:
 def _plan(codec: Any, block_nbytes: int, dtype: np.dtype[Any]) -> tuple[int, int] | None:
     """The internal block size for blocks of ``block_nbytes``, and how many make a block.
 
-    Blosc's own choice for one block alone (or the codec's set size), rounded so
-    that a whole number of them, each a whole number of items, makes the block;
-    then checked: one call over three and a half blocks must cut into frames that
-    decode to those blocks, and decode the same as each block encoded alone.
+    Blosc's own choice for one block alone, rounded so that a whole number of
+    them, each a whole number of items, makes the block. A codec with its own
+    block size set keeps it exactly, so it must divide the block (else None: a
+    call per block). Then checked: one call over three and a half blocks must cut
+    into frames that decode to those blocks, and decode the same as each block
+    encoded alone.
     """
     size = dtype.itemsize
     if size < 1 or block_nbytes % size:
         return None
-    alone = bytes(codec.encode(_probe(block_nbytes, dtype)))
-    auto = _HEADER.unpack_from(alone)[5]
-    if auto <= 0:
-        return None
-    per_block = max(1, round(block_nbytes / auto))
-    while per_block > 1 and block_nbytes % (per_block * size):
-        per_block -= 1
-    internal = block_nbytes // per_block
+    if codec.blocksize:  # the user's own internal block size: exactly that, or none
+        internal = codec.blocksize
+        if internal % size or block_nbytes % internal:
+            return None
+        per_block = block_nbytes // internal
+    else:
+        alone = bytes(codec.encode(_probe(block_nbytes, dtype)))
+        auto = _HEADER.unpack_from(alone)[5]
+        if auto <= 0:
+            return None
+        per_block = max(1, round(block_nbytes / auto))
+        while per_block > 1 and block_nbytes % (per_block * size):
+            per_block -= 1
+        internal = block_nbytes // per_block
     try:
         ok = _cuts_cleanly(codec, _blosc_like(codec, internal), block_nbytes, per_block, dtype)
     except (ValueError, RuntimeError, struct.error):
