@@ -21,7 +21,7 @@ import numpy as np
 from hangar._helper import helper_thread, submit_or_none
 from hangar.columns._dedup import DEDUP_MIN_BYTES, NO_PAIRS, RowDedup
 from hangar.columns._engine import ColumnEngine, Pending
-from hangar.columns._rows import Page, RowBuffer
+from hangar.columns._rows import Page, RowBuffer, live_rows
 from hangar.columns._table import LOCATION_COLUMNS, run_columns
 from hangar.exceptions import HangarError
 from hangar.format.chunks import (
@@ -204,14 +204,12 @@ class RowPacker:
     def spill(self, page: Page) -> None:
         """Pack a page before the block ends (its buffer outgrew its budget): finish it if it
         was started early, else pack its live rows now."""
-        number, keys, data, live = page
+        number, _, _, live = page
         if number in self._background:
             self.finish_started(number, live, early=True)
             return
         self.settle_background()
-        if live is not None:
-            keys = [keys[j] for j in live]
-            data = data[live]
+        keys, data = live_rows(page)
         if keys:
             self.add(keys, data, early=True)
 
@@ -343,16 +341,17 @@ def pack_rows(rows: RowBuffer, packer: RowPacker) -> PackedRows:
     rows.clear()
     started: _Page | None = None
     try:
-        for number, keys, data, live in pages:
+        for page in pages:
+            number, _, _, live = page
             if packer.started(number):  # those come first: pages fill in order
                 packer.finish_started(number, live, early=False)
                 continue
             packer.settle_background()
-            chosen = (keys, data) if live is None else ([keys[j] for j in live], data[live])
-            if not chosen[0]:
+            keys, data = live_rows(page)
+            if not keys:
                 continue
             # this page is digested and deduplicated while the helper encodes the last one
-            done, started = started, packer.start_page(*chosen)
+            done, started = started, packer.start_page(keys, data)
             if done is not None:
                 packer.finish_page(done)
         if started is not None:

@@ -30,7 +30,7 @@ import numpy as np
 
 from hangar.format.manifest import Key
 
-__all__ = ["SPILL_BYTES", "Page", "RowBuffer"]
+__all__ = ["SPILL_BYTES", "Page", "RowBuffer", "live_rows"]
 
 #: raw bytes of rows a with-block holds per column before it packs its oldest page
 SPILL_BYTES = 128 << 20
@@ -39,6 +39,14 @@ SPILL_BYTES = 128 << 20
 #: a page of rows: its number, its keys, its rows (2-D), and the positions of its rows still
 #: the value of their key (None: all of them)
 Page = tuple[int, list[Key], np.ndarray[Any, Any], "list[int] | None"]
+
+
+def live_rows(page: Page) -> tuple[list[Key], np.ndarray[Any, Any]]:
+    """A page's keys and rows still the value of their key (all of them, uncopied, if all)."""
+    _, keys, rows, live = page
+    if live is None:
+        return keys, rows
+    return [keys[j] for j in live], rows[live]
 
 
 class _Index(Protocol):
@@ -216,11 +224,10 @@ class RowBuffer:
 
     def live_pages(self) -> Iterator[tuple[list[Key], np.ndarray[Any, Any]]]:
         """Per page: the keys and rows (a 2-D array) still the value of their key."""
-        for _, keys, rows, live in self.pages():
-            if live is None:
+        for page in self.pages():
+            keys, rows = live_rows(page)
+            if keys:
                 yield keys, rows
-            elif live:
-                yield [keys[j] for j in live], rows[live]
 
     def clear(self) -> None:
         """Forget every row (they were packed)."""
