@@ -160,7 +160,7 @@ def test_single_sample_read_is_one_ranged_get_on_s3(seaweedfs: Any) -> None:
 
     bucket = seaweedfs.create_bucket()
     counting = CountingStore(open_store(f"s3://{bucket}/r", **seaweedfs.storage_options()))
-    repo = make_repo(counting)
+    repo = make_repo(counting, read_ahead_bytes=0)  # tests/test_read_ahead.py: with it
     imgs = np.random.default_rng(5).integers(0, 255, (6000, 784), dtype=np.uint8)
     co = repo.checkout(write=True)
     col = co.add_ndarray_column("images", prototype=imgs[0])

@@ -14,7 +14,6 @@ from hangar.columns._engine import ColumnEngine
 from hangar.columns.container import Columns
 from hangar.diff import ReaderUserDiff, WriterUserDiff
 from hangar.exceptions import HangarError, InvalidKeyError, ReadOnlyError
-from hangar.format.chunks import BlockCache
 from hangar.format.codec import codecs_from_backend_options
 from hangar.format.commits import CommitRecord
 from hangar.format.lease import Lease
@@ -130,7 +129,7 @@ class ReaderCheckout(_CheckoutBase):
     def __init__(self, repo: Repository, commit: str, record: CommitRecord) -> None:
         self._repo = repo
         self._commit = commit
-        cache = BlockCache(repo._cache_blocks)
+        cache = repo._new_cache()
         self._engines = {
             name: ColumnEngine(name, rec.schema, repo._store, rec, cache)
             for name, rec in record.columns.items()
@@ -189,7 +188,7 @@ class WriterCheckout(_CheckoutBase):
         try:
             base_commit = self._lease.ref.commit
             base = repo._read_commit(base_commit) if base_commit else None
-            cache = BlockCache(repo._cache_blocks)
+            cache = repo._new_cache()
             self._staging = StagingArea(
                 store, self._lease, base, base_commit, cache, digest=repo._sample_digest
             )

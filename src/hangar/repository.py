@@ -40,6 +40,7 @@ __all__ = ["Repository"]
 
 _DEFAULT_BRANCH = "master"
 _COMMIT_CACHE = 65536  # commit records a Repository keeps in memory
+READ_AHEAD_DEFAULT = 256 << 20  # encoded chunk bytes a checkout may read ahead (object stores)
 
 
 class Repository:
@@ -57,7 +58,15 @@ class Repository:
     storage_options
         Passed to the store (S3 endpoint and credentials, GCS token...).
     cache_blocks
-        Decoded blocks each checkout keeps in memory (each about 32 KiB raw).
+        Decoded blocks each checkout keeps in memory (each about 64 KiB raw on
+        local disk and in memory, 256 KiB on object stores).
+    read_ahead_bytes
+        On object stores (S3, GCS), how many bytes of encoded chunks each
+        checkout's single-sample reads may read ahead and keep: a read that
+        misses fetches the start of its chunk (up to 8 MiB) in its one GET,
+        and later reads in that chunk need no request. Past this many bytes,
+        a miss fetches its block alone. Default 256 MiB; 0 turns read-ahead
+        off. Local and in-memory stores never read ahead.
     """
 
     def __init__(
@@ -67,6 +76,7 @@ class Repository:
         *,
         storage_options: dict[str, Any] | None = None,
         cache_blocks: int = 4096,
+        read_ahead_bytes: int = READ_AHEAD_DEFAULT,
     ) -> None:
         if isinstance(path, Store):
             self._root = path.url
@@ -80,7 +90,10 @@ class Repository:
                 root = os.path.join(os.path.abspath(os.path.expanduser(local)), ".hangar")
             self._root = root
             self._store = open_store(root, **(storage_options or {}))
+        if read_ahead_bytes < 0:
+            raise ValueError(f"read_ahead_bytes must be >= 0, not {read_ahead_bytes}")
         self._cache_blocks = cache_blocks
+        self._read_ahead = read_ahead_bytes if self._store.capabilities.round_trips else 0
         # commit records never change once written: history walks read each once
         self._commits: dict[str, CommitRecord] = {}
         self._info: RepositoryInfo | None = None
@@ -304,11 +317,15 @@ class Repository:
         """
         self._require()
         outcome = merge_branch(
-            self._store, self._read_commit, BlockCache(self._cache_blocks), master_branch,
+            self._store, self._read_commit, self._new_cache(), master_branch,
             dev_branch, message, (self._user_name, self._user_email), strategy=strategy,
         )  # fmt: skip
         print(MERGE_TEXT[outcome.kind])
         return outcome.commit
+
+    def _new_cache(self) -> BlockCache:
+        """The block cache of a new checkout (or merge)."""
+        return BlockCache(self._cache_blocks, self._read_ahead)
 
     def _resolve_commit(self, commit: str) -> str:
         """A commit id, or the commit a tag names."""

@@ -20,7 +20,13 @@ from hangar.columns._rows import RowBuffer
 from hangar.columns._table import StagedTable, bucket_locations, is_packed
 from hangar.exceptions import CorruptionError, ObjectNotFoundError, ReadOnlyError, SampleKeyError
 from hangar.format.blosc_frames import PartialFrame
-from hangar.format.chunks import BlockCache, SampleLocation, block_check, digest_bytes
+from hangar.format.chunks import (
+    READ_AHEAD_BYTES,
+    BlockCache,
+    SampleLocation,
+    block_check,
+    digest_bytes,
+)
 from hangar.format.codec import BlockCodec
 from hangar.format.commits import ColumnRecord
 from hangar.format.manifest import (
@@ -277,15 +283,18 @@ class ColumnEngine:
     def fetch_chunk(
         self, chunk: str, blocks: set[tuple[int, int, str]]
     ) -> list[tuple[tuple[str, int], np.ndarray[Any, Any]]]:
-        """Read a chunk once and decode ``blocks`` of it (offset, size, check), checked.
+        """Read a chunk once (unless it was read ahead) and decode ``blocks`` of it
+        (offset, size, check), checked.
 
-        Touches no shared state, so scans run it in worker threads (where
+        Changes no shared state, so scans run it in worker threads (where
         numcodecs decodes without its global lock).
         """
-        try:
-            data = self.store.get(chunk_key(chunk))
-        except ObjectNotFoundError as exc:
-            raise CorruptionError(f"column {self.name!r}: chunk {chunk} is missing") from exc
+        data = self.cache.span(chunk)  # read ahead by single reads, maybe
+        if data is None or max((o + n for o, n, _ in blocks), default=0) > len(data):
+            try:
+                data = self.store.get(chunk_key(chunk))
+            except ObjectNotFoundError as exc:
+                raise CorruptionError(f"column {self.name!r}: chunk {chunk} is missing") from exc
         view = memoryview(data)
         out = []
         for offset, size, check in sorted(blocks):
@@ -336,21 +345,32 @@ class ColumnEngine:
         return block
 
     def _fetch_block(self, loc: SampleLocation) -> bytes:
-        """The encoded block holding ``loc`` (one ranged read), checked."""
-        try:
-            raw = self.store.get_range(
-                chunk_key(loc.chunk), loc.block_offset, loc.block_offset + loc.block_size
-            )
-        except ObjectNotFoundError as exc:
-            raise CorruptionError(
-                f"column {self.name!r}: chunk {loc.chunk} is missing from the store"
-            ) from exc
+        """The encoded block holding ``loc``, checked: from its chunk read ahead, or with
+        one ranged read (of the chunk's start when the cache says to read ahead, see
+        :class:`BlockCache`)."""
+        start, end = loc.block_offset, loc.block_offset + loc.block_size
+        span = self.cache.span(loc.chunk)
+        if span is None and end <= READ_AHEAD_BYTES and self.cache.read_ahead(loc.chunk):
+            span = self._get_range(loc.chunk, 0, READ_AHEAD_BYTES)
+            self.cache.keep_span(loc.chunk, span)
+        if span is not None and end <= len(span):
+            raw = span[start:end]
+        else:
+            raw = self._get_range(loc.chunk, start, end)
         if len(raw) != loc.block_size or block_check(raw) != loc.block_check:
             raise CorruptionError(
                 f"column {self.name!r}: a block of chunk {loc.chunk} does not match "
                 "its checksum; the data is not returned"
             )
         return raw
+
+    def _get_range(self, chunk: str, start: int, end: int) -> bytes:
+        try:
+            return self.store.get_range(chunk_key(chunk), start, end)
+        except ObjectNotFoundError as exc:
+            raise CorruptionError(
+                f"column {self.name!r}: chunk {chunk} is missing from the store"
+            ) from exc
 
     def _to_value(self, flat: np.ndarray[Any, Any], shape: tuple[int, ...] | None) -> Any:
         ctype = self.schema.column_type

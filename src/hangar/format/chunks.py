@@ -16,6 +16,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
+from contextlib import suppress
 from functools import partial
 from typing import Any, NamedTuple, Protocol
 
@@ -26,6 +27,7 @@ from hangar.format.blosc_frames import PartialFrame
 
 __all__ = [
     "BLOCKS_PER_CALL",
+    "READ_AHEAD_BYTES",
     "BlockCache",
     "BlocksCodec",
     "CachedBlock",
@@ -200,20 +202,40 @@ class ChunkPacker:
         return out
 
 
+#: the most of a chunk one read-ahead GET fetches (chunks are about
+#: ``schema.chunk_bytes`` raw, 4 MiB by default, before compression)
+READ_AHEAD_BYTES = 8 << 20
+
+#: chunks a cache remembers having missed in once (the oldest are forgotten)
+_MISSES_KEPT = 1 << 16
+
 #: a block in the cache: decoded, or decoded in parts so far
 CachedBlock = np.ndarray[Any, Any] | PartialFrame
 
 
 class BlockCache:
-    """A small LRU of decoded blocks, keyed by (chunk, block offset).
+    """A small LRU of decoded blocks, keyed by (chunk, block offset), and the chunks
+    read ahead.
 
     A block may also be held decoded in parts so far (a
     :class:`~hangar.format.blosc_frames.PartialFrame`); readers finish it.
+
+    Read-ahead (on object stores, where every read is a round trip): the first
+    read that misses in a chunk fetches its block alone; the second, which needs
+    another block of the same chunk, fetches the start of the chunk, up to
+    :data:`READ_AHEAD_BYTES`, in its one GET. Those encoded bytes are kept
+    (:meth:`span`), so later misses in that chunk cost no request. Chunks are
+    read ahead while the ones kept total less than ``read_ahead`` bytes; past
+    that, every miss fetches its block alone. Kept chunks stay until the cache
+    goes (with its checkout).
     """
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(self, capacity: int = 64, read_ahead: int = 0) -> None:
         self._capacity = capacity
         self._items: OrderedDict[tuple[str, int], CachedBlock] = OrderedDict()
+        self._spans: dict[str, bytes] = {}
+        self._room = read_ahead  # bytes of chunks that may still be read ahead
+        self._missed: OrderedDict[str, None] = OrderedDict()  # chunks missed once
 
     def get(self, key: tuple[str, int]) -> CachedBlock | None:
         block = self._items.get(key)
@@ -228,6 +250,30 @@ class BlockCache:
 
     def clear(self) -> None:
         self._items.clear()
+
+    def span(self, chunk: str) -> bytes | None:
+        """The encoded bytes read ahead from the start of ``chunk`` (all of it, or its
+        first :data:`READ_AHEAD_BYTES`), if they were."""
+        return self._spans.get(chunk)
+
+    def read_ahead(self, chunk: str) -> bool:
+        """Whether a read that misses in ``chunk`` should fetch the chunk's start: it
+        missed there before, and the budget is not spent. Notes the miss."""
+        if self._room <= 0:
+            return False
+        if self._missed.pop(chunk, False) is None:  # one call: safe if threads read too
+            return True
+        self._missed[chunk] = None
+        if len(self._missed) > _MISSES_KEPT:
+            with suppress(KeyError):  # another thread trimmed it first
+                self._missed.popitem(last=False)
+        return False
+
+    def keep_span(self, chunk: str, data: bytes) -> None:
+        """Keep the bytes read ahead from the start of ``chunk``."""
+        if chunk not in self._spans:
+            self._spans[chunk] = data
+            self._room -= len(data)
 
 
 def uniform_layout(nbytes: int, block_bytes: int, chunk_bytes: int) -> tuple[int, int]:
