@@ -6,7 +6,8 @@ with 1,000-sample chunks and the same codec (Blosc zstd level 1, byte
 shuffle). Measured on local disk, and the write and random single-sample
 reads also on a SeaweedFS S3 server (hangar through its store, zarr through
 s3fs), where the number of requests per hangar read is counted. Writes (local
-and S3), scans and S3 reads report the median of three runs of each side
+and S3) and S3 reads report the median of three runs of each side, full reads the
+median of five (interleaved)
 (writes after one untimed warm-up run each; each hangar S3 read run from a
 fresh Repository and checkout, so nothing is cached in-process).
 
@@ -29,6 +30,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from hangar import Repository
+from hangar.repository import READ_AHEAD_DEFAULT
 from hangar.store import open_store
 from hangar.testing.counting import CountingStore
 from hangar.testing.datasets import mnist_like
@@ -37,7 +39,9 @@ from hangar.testing.servers import SeaweedFSServer
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
+Counts = dict[str, int]
 RUNS = 3  # timings that vary from run to run report the median of this many
+READ_RUNS = 5  # the full reads: zarr's varies more
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -148,8 +152,14 @@ def main() -> None:
                     for _ in col.items():
                         pass
 
-        h_items = statistics.median(timed(items) for _ in range(RUNS))
-        z_full = statistics.median(timed(lambda: za[:]) for _ in range(RUNS))
+        # zarr's full read is bimodal on this machine (35-50 ms or 105-135 ms from one
+        # read to the next, in the same process): five runs each, interleaved, the median
+        h_items_runs, z_full_runs = [], []
+        for _ in range(READ_RUNS):
+            h_items_runs.append(timed(items))
+            z_full_runs.append(timed(lambda: za[:]))
+        h_items = statistics.median(h_items_runs)
+        z_full = statistics.median(z_full_runs)
         r = repo.checkout()
         rc = r["images"]
         with rc:  # warm: every block in the checkout's cache, as after a first epoch
@@ -185,9 +195,9 @@ def main() -> None:
                 h_s3_write = statistics.median(h_s3_writes[1:])
                 sub = keys[:300]
 
-                def cold_reads() -> tuple[float, dict[str, int]]:
+                def cold_reads(read_ahead: int = READ_AHEAD_DEFAULT) -> tuple[float, Counts]:
                     # a fresh Repository and checkout each time: nothing cached in-process
-                    with Repository(counting).checkout() as r:
+                    with Repository(counting, read_ahead_bytes=read_ahead).checkout() as r:
                         rc = r["images"]
                         rc[0]
                         counting.reset()
@@ -196,6 +206,8 @@ def main() -> None:
 
                 cold = [cold_reads() for _ in range(RUNS)]
                 h_s3 = statistics.median(took for took, _ in cold)
+                # the same without read-ahead (docs/design/009): a ranged GET per block missed
+                h_s3_blocks = statistics.median(cold_reads(0)[0] for _ in range(RUNS))
                 calls = cold[0][1]
                 per = calls.get("get_range", 0) / len(sub)
                 others = sum(v for k, v in calls.items() if k != "get_range")
@@ -216,6 +228,9 @@ def main() -> None:
                                  n / z_s3_write, "samples/s", "higher"))  # fmt: skip
                 lines.append(row("S3 random single-sample reads, cold", len(sub) / h_s3,
                                  len(sub) / z_s3, "samples/s", "higher"))  # fmt: skip
+                lines.append(row("  the same, read-ahead off (read_ahead_bytes=0)",
+                                 len(sub) / h_s3_blocks, len(sub) / z_s3, "samples/s",
+                                 "higher"))  # fmt: skip
                 lines.append(f"{'S3 requests per hangar single-sample read':44} {per:12.3g} "
                              f"{'':12} {'ranged GET':10} (other requests: {others})")  # fmt: skip
     finally:
