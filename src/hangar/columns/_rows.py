@@ -99,7 +99,11 @@ class RowBuffer:
         self._distinct: set[Key] | None = set() if on_full else None  # keys of full pages
 
     def put(self, key: Key, value: np.ndarray[Any, Any]) -> None:
-        """Copy ``value`` (already checked: same dtype and shape) into a new row for ``key``."""
+        """Copy ``value`` (already checked: same dtype and shape) into a new row for ``key``.
+
+        ``FlatSampleWriter.__setitem__`` does the same inline (a Python call less per
+        sample, 8% of a with-block's loop): change both together.
+        """
         row = self._row
         if row == self._cap:
             row = self._grow()

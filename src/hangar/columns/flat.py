@@ -69,7 +69,12 @@ class FlatSampleWriter(FlatSampleReader):
             # the fast path: one copy into a row (hangar.columns._rows)
             if type(key) is not int or key < 0:
                 key = check_key(key)
-            rows.put(key, value)
+            row = rows._row  # RowBuffer.put, inlined: a call less per sample
+            if row == rows._cap:
+                row = rows._grow()
+            rows._data[row] = value
+            rows._row = row + 1
+            rows.keys.append(key)
             return
         staging = self._staging
         if staging is None:
