@@ -108,3 +108,33 @@ def test_a_scan_with_a_tiny_block_cache_or_stopped_early_is_still_right() -> Non
     it = repo.checkout()["x"].items()
     assert [next(it)[0] for _ in range(3)] == [0, 1, 2]
     it.close()  # the chunk readers stop with the generator
+
+
+@pytest.mark.parametrize("arena_bytes", [256 << 20, 1 << 20, 0])
+def test_repeats_across_segments_partly_cached_and_arenas_over_budget(
+    monkeypatch: pytest.MonkeyPatch, arena_bytes: int
+) -> None:
+    """Later segments point into earlier chunks (repeats stored once); some blocks are
+    cached before the scan, the rest decoded into arenas, or blocks alone past the budget."""
+    import hangar.columns._scan as scan
+
+    monkeypatch.setattr(scan, "_ARENA_BYTES", arena_bytes)
+    repo = Repository(f"memory://scan-{uuid.uuid4().hex}", exists=False)
+    repo.init("t", "t@example.com")
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("x", shape=(64,), dtype=np.int64)
+    n = 30_000  # four segments, several chunks
+    with col:
+        for i in range(n):
+            col[i] = np.full(64, i % 7_000 if i >= 7_000 else i, np.int64)
+    co.commit("repeats")
+    co.close()
+    r = repo.checkout()["x"]
+    for k in range(0, n, 997):  # some blocks in the cache before the scan
+        assert int(r[k][0]) == k % 7_000
+    seen = 0
+    for k, v in r.items():
+        assert v.shape == (64,)
+        assert int(v[0]) == int(v[-1]) == k % 7_000, k
+        seen += 1
+    assert seen == n
