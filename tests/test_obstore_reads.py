@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import pickle
+import threading
 from typing import Any
 
 import pytest
@@ -97,6 +98,54 @@ def test_a_store_used_before_a_fork_works_in_the_child(
     assert child.exitcode == 0
     assert store.get("a/from-child") == b"child"
     assert store.get_range("a/obj", 8, 10) == b"89"
+
+
+def _close_inherited_connections(store: Store, out: Any) -> None:
+    import gc
+
+    import aiohttp
+
+    # what aiohttp does when the parent's file system is garbage-collected in the child
+    # (BaseConnector.__del__): close every pooled connection it inherited
+    for obj in gc.get_objects():
+        if isinstance(obj, aiohttp.BaseConnector):
+            obj._close()
+    store.put("a/from-child", b"child")  # the child's own connections
+    out.put(store.get_range("a/obj", 2, 6))
+
+
+@pytest.mark.parametrize("server", ["seaweedfs", "fake_gcs"])
+def test_a_forked_child_closing_what_it_inherited_leaves_the_parent_working(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    """A fork shares the event loop's epoll instance: without hangar.store._fork, the
+    child's closing of inherited connections left the parent's next request on a pooled
+    connection waiting forever."""
+    srv = request.getfixturevalue(server)
+    scheme = "s3" if server == "seaweedfs" else "gs"
+    store = open_store(f"{scheme}://{srv.create_bucket()}/p", use_obstore=False,
+                       **srv.storage_options())  # fmt: skip
+    store.put("a/obj", b"0123456789")  # a pooled connection in the parent
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_close_inherited_connections, args=(store, out))
+    child.start()
+    try:
+        assert out.get(timeout=60) == b"2345"
+    finally:
+        child.join(timeout=30)
+    assert child.exitcode == 0
+    done: list[bytes] = []
+
+    def parent_requests() -> None:
+        for i in range(3):
+            store.put(f"a/after-{i}", bytes(1 << 20))
+        done.append(store.get("a/from-child"))
+
+    worker = threading.Thread(target=parent_requests, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert done == [b"child"], "the parent's requests after the fork did not finish"
 
 
 @pytest.mark.parametrize("single_put", [None, 5 << 20], ids=["one-put", "multipart"])

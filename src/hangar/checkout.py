@@ -62,12 +62,15 @@ class _CheckoutBase:
         return iter(self._alive())
 
     def keys(self) -> list[str]:
+        """The names of the columns, as ``co.columns.keys()``."""
         return self._alive().keys()
 
     def values(self) -> Iterator[Any]:
+        """The columns, as ``co.columns.values()``."""
         return self._alive().values()
 
     def items(self) -> Iterator[tuple[str, Any]]:
+        """``(name, column)`` pairs, as ``co.columns.items()``."""
         return self._alive().items()
 
     def get(self, key: Any, default: Any = None) -> Any:

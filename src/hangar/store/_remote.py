@@ -29,9 +29,12 @@ from hangar.exceptions import (
     VersionConflictError,
 )
 
+from . import _fork
 from ._base import Buffer, Store, StoreCapabilities, Version
 
 T = TypeVar("T")
+
+_fork.install()  # a forked child must not close the parent's pooled connections
 
 #: user-metadata key that carries a conditional write's id
 WRITE_ID = "hangar-write-id"
@@ -70,7 +73,9 @@ class RemoteStore(Store):
 
         fsspec's clients run on an event loop thread that a fork does not
         copy, so a store used before a fork (a data loader's workers) would
-        fail in the child; it reconnects instead.
+        fail in the child; it reconnects instead. Letting go of the parent's
+        file system here leaves the parent's connections working
+        (:mod:`hangar.store._fork`).
         """
         if self._fs_pid != os.getpid():
             self._fs_now = self._make_fs(self._fs_options)
