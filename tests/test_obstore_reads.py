@@ -71,6 +71,26 @@ def test_both_clients_read_the_same_bytes_and_versions(seaweedfs: Any) -> None:
     assert again._obstore is None
 
 
+def _remote_store(request: pytest.FixtureRequest, server: str, **options: Any) -> Store:
+    """A store on a new bucket of the ``seaweedfs`` or ``fake_gcs`` server."""
+    srv = request.getfixturevalue(server)
+    scheme = "s3" if server == "seaweedfs" else "gs"
+    return open_store(f"{scheme}://{srv.create_bucket()}/p", **options, **srv.storage_options())
+
+
+def _run_forked(target: Any, store: Store) -> None:
+    """Run ``target(store, out)`` in a forked child, which must put ``b"2345"`` in ``out``."""
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=target, args=(store, out))
+    child.start()
+    try:
+        assert out.get(timeout=60) == b"2345"
+    finally:
+        child.join(timeout=30)
+    assert child.exitcode == 0
+
+
 def _use_in_child(store: Store, out: Any) -> None:
     store.put("a/from-child", b"child")
     out.put(store.get_range("a/obj", 2, 6))
@@ -82,20 +102,10 @@ def test_a_store_used_before_a_fork_works_in_the_child(
 ) -> None:
     """fsspec's event loop and obstore's runtime do not survive a fork: the child reconnects
     (and reads S3 through s3fs)."""
-    srv = request.getfixturevalue(server)
-    scheme = "s3" if server == "seaweedfs" else "gs"
-    store = open_store(f"{scheme}://{srv.create_bucket()}/p", **srv.storage_options())
+    store = _remote_store(request, server)
     store.put("a/obj", b"0123456789")
     assert store.get_range("a/obj", 0, 2) == b"01"  # the parent's clients exist now
-    ctx = mp.get_context("fork")
-    out = ctx.Queue()
-    child = ctx.Process(target=_use_in_child, args=(store, out))
-    child.start()
-    try:
-        assert out.get(timeout=60) == b"2345"
-    finally:
-        child.join(timeout=30)
-    assert child.exitcode == 0
+    _run_forked(_use_in_child, store)
     assert store.get("a/from-child") == b"child"
     assert store.get_range("a/obj", 8, 10) == b"89"
 
@@ -121,20 +131,9 @@ def test_a_forked_child_closing_what_it_inherited_leaves_the_parent_working(
     """A fork shares the event loop's epoll instance: without hangar.store._fork, the
     child's closing of inherited connections left the parent's next request on a pooled
     connection waiting forever."""
-    srv = request.getfixturevalue(server)
-    scheme = "s3" if server == "seaweedfs" else "gs"
-    store = open_store(f"{scheme}://{srv.create_bucket()}/p", use_obstore=False,
-                       **srv.storage_options())  # fmt: skip
+    store = _remote_store(request, server, use_obstore=False)
     store.put("a/obj", b"0123456789")  # a pooled connection in the parent
-    ctx = mp.get_context("fork")
-    out = ctx.Queue()
-    child = ctx.Process(target=_close_inherited_connections, args=(store, out))
-    child.start()
-    try:
-        assert out.get(timeout=60) == b"2345"
-    finally:
-        child.join(timeout=30)
-    assert child.exitcode == 0
+    _run_forked(_close_inherited_connections, store)
     done: list[bytes] = []
 
     def parent_requests() -> None:
