@@ -62,11 +62,12 @@ class Repository:
         local disk and in memory, 256 KiB on object stores).
     read_ahead_bytes
         On object stores (S3, GCS), how many bytes of encoded chunks each
-        checkout's single-sample reads may read ahead and keep: a read that
-        misses fetches the start of its chunk (up to 8 MiB) in its one GET,
-        and later reads in that chunk need no request. Past this many bytes,
-        a miss fetches its block alone. Default 256 MiB; 0 turns read-ahead
-        off. Local and in-memory stores never read ahead.
+        checkout's single-sample reads may read ahead and keep: the first
+        read that misses in a chunk fetches its block alone, the second
+        fetches the chunk (up to 8 MiB) in its one GET, and later reads in
+        that chunk need no request. Past this many bytes, a miss fetches its
+        block alone. Default 256 MiB; 0 turns read-ahead off. Local and
+        in-memory stores never read ahead (docs/design/009).
     """
 
     def __init__(

