@@ -126,18 +126,18 @@ class RowDedup:
         """Which candidate repeats have exactly the bytes of their first row."""
         starts = np.asarray(self._starts)
         page_of = np.searchsorted(starts, firsts, side="right") - 1
-        # candidates grouped by the page of their first row: one slice of them per page
+        # candidates grouped by the page of their first row: one gather of them per page,
+        # into one array compared at once
         order = np.argsort(page_of, kind="stable")
-        mine = _as_words(rows.take(positions[order], axis=0))
+        mine = rows.take(positions[order], axis=0)
+        theirs = np.empty_like(mine)
         local = firsts[order] - starts[page_of[order]]  # first rows, numbered in their pages
         bounds = np.searchsorted(page_of[order], np.arange(len(starts) + 1)).tolist()
-        same = np.empty(len(positions), bool)
         for p, (a, b) in enumerate(itertools.pairwise(bounds)):
-            if a == b:
-                continue
-            earlier = _as_words(self._pages[p].take(local[a:b], axis=0))
-            # bytes, not values: 0.0 and -0.0 are equal values, different samples
-            same[a:b] = (mine[a:b] == earlier).all(axis=1)
+            if a != b:  # rows of page p by construction: "clip" spares a bounds-checked copy
+                self._pages[p].take(local[a:b], axis=0, out=theirs[a:b], mode="clip")
+        # bytes, not values: 0.0 and -0.0 are equal values, different samples
+        same = (_as_words(mine) == _as_words(theirs)).all(axis=1)
         out = np.empty_like(same)
         out[order] = same
         return out
