@@ -108,7 +108,9 @@ class RowPacker:
         self._same: list[np.ndarray[Any, Any]] = [NO_PAIRS]
         self._chunks: dict[str, int] = {}  # names every page's batch numbers its chunks by
         self._checks: dict[str, int] = {}
-        self._columns: list[np.ndarray[Any, Any]] = []  # per page: its location columns
+        # location columns of every row packed so far (column j of row i at [j, i]), with
+        # room to grow: a repeat of any earlier row is one gather from here
+        self._locations: np.ndarray[Any, Any] = np.empty((len(LOCATION_COLUMNS), 0), np.int64)
         self._starts: list[int] = []  # number of each page's first row
         self._slots: list[int] = []  # the index slot of each page's first row
         self._early = 0  # rows packed before the block's end (they may be dead by then)
@@ -254,7 +256,6 @@ class RowPacker:
         self._digests.append(digests)
         self._runs.extend(runs)
         self._same.append(pairs)
-        self._columns.append(columns)
         self._starts.append(start)
         slots = engine.table.add(batch)
         self._slots.append(slots.start)
@@ -270,28 +271,27 @@ class RowPacker:
         self, n: int, start: int, runs: list[Run], pairs: np.ndarray[Any, Any]
     ) -> np.ndarray[Any, Any]:
         """Location columns of a page's rows, one row of a 2-D array each (in the order of
-        ``LOCATION_COLUMNS``): packed rows from ``runs``, repeats copied."""
-        out = np.empty((len(LOCATION_COLUMNS), n), np.int64)
+        ``LOCATION_COLUMNS``): packed rows from ``runs``, repeats copied.
+
+        They are written in place in the block's array of locations, so that a
+        repeat of a row of any earlier page is copied with the others.
+        """
+        if start + n > self._locations.shape[1]:  # grow: earlier pages' views keep the old one
+            grown = np.empty((len(LOCATION_COLUMNS), max(2 * (start + n), 1024)), np.int64)
+            grown[:, :start] = self._locations[:, :start]
+            self._locations = grown
+        out = self._locations[:, start : start + n]
+        packed = run_columns(runs, self._chunks, self._checks)
+        columns = np.stack([packed[name] for name in LOCATION_COLUMNS])
+        if not len(pairs):
+            out[:] = columns
+            return out
         here = pairs[:, 0] - start  # the page's repeated rows
         fresh = np.ones(n, bool)
         fresh[here] = False
-        packed = run_columns(runs, self._chunks, self._checks)
-        for row, name in zip(out, LOCATION_COLUMNS, strict=True):
-            row[fresh] = packed[name]
-        firsts = pairs[:, 1]  # always packed rows: of this page, or of an earlier one
-        local = firsts >= start
-        out[:, here[local]] = out[:, firsts[local] - start]
-        if not local.all():  # repeats of rows of earlier pages
-            out[:, here[~local]] = self._gather(firsts[~local])
-        return out
-
-    def _gather(self, rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """Location columns of earlier pages' rows (numbered from the block's first row)."""
-        page_of = np.searchsorted(np.asarray(self._starts), rows, side="right") - 1
-        out = np.empty((len(LOCATION_COLUMNS), len(rows)), np.int64)
-        for p in np.unique(page_of).tolist():
-            sel = page_of == p
-            out[:, sel] = self._columns[p][:, rows[sel] - self._starts[p]]
+        out[:, fresh] = columns
+        # their first rows are always packed rows: of this page (just written) or an earlier one
+        out[:, here] = self._locations[:, pairs[:, 1]]
         return out
 
     def fixups(self) -> list[list[Any]]:
