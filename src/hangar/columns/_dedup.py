@@ -137,7 +137,7 @@ class RowDedup:
             if a != b:  # rows of page p by construction: "clip" spares a bounds-checked copy
                 self._pages[p].take(local[a:b], axis=0, out=theirs[a:b], mode="clip")
         # bytes, not values: 0.0 and -0.0 are equal values, different samples
-        same = (_as_words(mine) == _as_words(theirs)).all(axis=1)
+        same: np.ndarray[Any, Any] = (_as_words(mine) == _as_words(theirs)).all(axis=1)
         out = np.empty_like(same)
         out[order] = same
         return out
