@@ -443,3 +443,109 @@ def test_reads_deletes_and_slow_writes_inside_a_block_see_every_row_written() ->
     r = repo.checkout()["x"]
     want = {i: i % 251 for i in range(200) if i != 150} | {160: 1, 170: 2}
     assert {k: int(a[0]) for k, a in r.items()} == want
+
+
+def _block_then_commit(writes: list[tuple[Any, int]], *, look: bool) -> tuple[Repository, Any]:
+    """A new column, one with-block of ``writes`` (``None`` value: delete), a commit.
+
+    ``look``: ask the column its length between the block and the commit, which
+    indexes the block's keys (the general path of a commit); without it a
+    commit right after the block may encode straight from the packed rows.
+    """
+    repo, co, col = new_column()
+    engine = co._staging.columns["x"]
+    with col:
+        for key, value in writes:
+            if value is None:
+                del col[key]
+            else:
+                col[key] = v(value)
+    if look:
+        len(col)
+        assert not engine._deferred
+    co.commit("block")
+    co.close()
+    return repo, engine
+
+
+_SCENARIOS = {
+    "increasing ints, with repeated samples": [(i, i % 37) for i in range(300)],
+    "one key": [(5, 1)],
+    "decreasing ints": [(i, i) for i in range(120, 0, -1)],
+    "str keys": [(f"k{i:03d}", i) for i in range(90)],
+    "a key written twice": [(i, i) for i in range(80)] + [(3, 200)],
+    "a key deleted": [(i, i) for i in range(80)] + [(10, None)],
+    "ints then a str key": [(i, i) for i in range(50)] + [("s", 9)],
+}
+
+
+@pytest.mark.parametrize("writes", list(_SCENARIOS.values()), ids=list(_SCENARIOS))
+def test_a_commit_right_after_a_block_matches_the_general_path(
+    monkeypatch: pytest.MonkeyPatch, writes: list[tuple[Any, int]]
+) -> None:
+    """A commit straight after a new column's with-block is encoded from the packed rows when
+    the keys are increasing ints written once, else through the index; either way its
+    segments are the bytes the general path writes, and read back as written."""
+    monkeypatch.setattr(engine_module, "SEGMENT_ROWS", 64)  # several segments
+    fast, engine = _block_then_commit(writes, look=False)
+    general, _ = _block_then_commit(writes, look=True)
+    datas = segment_bytes(fast, "x")
+    assert datas == segment_bytes(general, "x")
+    assert_same_as_row_encoding(datas)
+    assert_digests_are_of_the_samples(fast, datas)
+    model: dict[Any, int] = {}
+    for key, value in writes:
+        if value is None:
+            model.pop(key)
+        else:
+            model[key] = value
+    r = fast.checkout()["x"]
+    assert {k: int(a[0]) for k, a in r.items()} == {k: x % 251 for k, x in model.items()}
+    assert not engine._deferred
+    assert fast.verify().ok
+
+
+def test_the_first_commit_of_a_block_makes_no_index_entry_per_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Increasing int keys written once: the commit encodes the packed rows as they are, and
+    the index is never filled key by key (the with-block's end defers it)."""
+    repo, co, col = new_column()
+    engine = co._staging.columns["x"]
+    with col:
+        for i in range(1000):
+            col[i] = v(i)
+    assert engine._index.single == {}  # nothing indexed yet
+
+    def no_index() -> None:
+        raise AssertionError("the commit indexed the block's keys one by one")
+
+    monkeypatch.setattr(engine, "_undefer", no_index)
+    co.commit("block")
+    monkeypatch.undo()
+    assert engine._index.single is None  # the new base: the committed segments
+    assert not engine._deferred
+    assert int(col[999][0]) == 999 % 251
+    co.close()
+    assert [int(a[0]) for a in repo.checkout()["x"].values()] == [i % 251 for i in range(1000)]
+
+
+def test_what_a_block_deferred_is_indexed_before_anything_looks() -> None:
+    """Keys a block's end packed and did not index yet are seen by every later look: reads,
+    length, a write or a delete, a diff, and another with-block."""
+    repo, co, col = new_column()
+    with col:
+        for i in range(50):
+            col[i] = v(i)
+    assert 49 in col
+    del col[3]
+    assert len(col) == 49
+    with col:
+        col[60] = v(60)
+        assert int(col[4][0]) == 4
+    added = {k.sample for k in co.diff.staged().diff.added.samples}
+    assert added == set(range(50)) - {3} | {60}
+    co.commit("c")
+    co.close()
+    r = repo.checkout()["x"]
+    assert sorted(r.keys()) == sorted(set(range(50)) - {3} | {60})

@@ -11,7 +11,7 @@ samples' locations. Journaling what was packed stays with the staging area.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any
@@ -259,13 +259,16 @@ class RowPacker:
         self._starts.append(start)
         slots = engine.table.add(batch)
         self._slots.append(slots.start)
-        if early:
+        indexed: list[Key] = keys
+        at: Sequence[int] = slots
+        if live is not None:  # the others were written again or deleted since it was started
+            indexed, at = [keys[j] for j in live], [slots[j] for j in live]
+        if early:  # the block goes on: its index must say where these keys are now
             self._early = len(self._keys)
-        if live is None:
-            engine.index.update(zip(keys, slots, strict=True))
-        else:  # the other rows were written again or deleted since the page was started
-            engine.index.update((keys[j], slots[j]) for j in live)
-        engine.changed.update(keys)
+            engine.index.update(zip(indexed, at, strict=True))
+            engine.changed.update(keys)
+        else:  # the block's end: indexed when someone looks (a commit may never need to)
+            engine.defer(indexed, at, keys)
 
     def _page_columns(
         self, n: int, start: int, runs: list[Run], pairs: np.ndarray[Any, Any]

@@ -7,17 +7,18 @@ Data flows one way: columns -> format -> store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from itertools import repeat
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from hangar._gcpause import gc_paused
 from hangar._helper import SharedWork, helper_thread
 from hangar.columns._index import SegmentIndex, SegmentView
 from hangar.columns._rows import RowBuffer
-from hangar.columns._table import StagedTable, bucket_locations, is_packed
+from hangar.columns._table import StagedTable, bucket_locations, is_packed, packed_locations
 from hangar.exceptions import CorruptionError, ObjectNotFoundError, ReadOnlyError, SampleKeyError
 from hangar.format.blosc_frames import PartialFrame
 from hangar.format.chunks import (
@@ -66,6 +67,13 @@ Slot = Entry | Pending
 
 
 _BATCH = 4096  # samples read per step of a scan
+
+
+def _slot_rows(slots: Sequence[int]) -> np.ndarray[Any, Any]:
+    """The table rows of packed slots (``~row`` each; a range, as pages give them, or a list)."""
+    if isinstance(slots, range):
+        return ~np.arange(slots.start, slots.stop, slots.step, dtype=np.int64)
+    return ~np.asarray(slots, np.int64)
 
 
 def _next_in_block(slots: list[Slot | int], n: int, block: tuple[str, int]) -> bool:
@@ -118,7 +126,9 @@ class ColumnEngine:
             self.store, self.base_segments, self.nested, base.samples if base else 0,
             loaded=loaded,
         )  # fmt: skip
-        self.changed: set[Key] = set()
+        self._changed: set[Key] = set()
+        # keys packed at a with-block's end and their slots, not in the index yet (see defer)
+        self._deferred: list[tuple[list[Key], Sequence[int], list[Key]]] = []
         # segments the last build_record wrote: their rows, or a view of their arrays
         self._written: dict[str, list[Row] | SegmentView] = {}
         self.table = StagedTable()  # samples packed by with-blocks, as arrays
@@ -130,12 +140,40 @@ class ColumnEngine:
     @property
     def index(self) -> SegmentIndex:
         """``key -> slot`` of the column (rows of an open with-block included)."""
+        if self._deferred:
+            self._undefer()
         rows = self.rows
         if rows is not None:
             rows.sync()  # a with-block indexes its rows only when someone looks
         elif self.dropped:
             self.check_current()
         return self._index
+
+    @property
+    def changed(self) -> set[Key]:
+        """Keys changed since the base commit (not counting an open with-block's rows)."""
+        if self._deferred:
+            self._undefer()
+        return self._changed
+
+    def defer(self, keys: list[Key], slots: Sequence[int], changed: list[Key]) -> None:
+        """Point ``keys`` at packed ``slots`` of :attr:`table`, and count ``changed`` as
+        changed, when someone first looks.
+
+        A with-block's end packs every key it wrote; a commit that follows
+        encodes them from the table's arrays (:meth:`build_record`), so an
+        index entry per key (and a changed key per key) is made only if a
+        read, a write or a diff needs them before that. Batches are applied
+        in the order they came, before anything else touches the index.
+        """
+        self._deferred.append((keys, slots, changed))
+
+    def _undefer(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        index = self._index
+        for keys, slots, changed in deferred:
+            index.update(zip(keys, slots, strict=True))
+            self._changed.update(changed)
 
     def check_current(self) -> None:
         """Raise SampleKeyError if the column is no longer in its checkout."""
@@ -456,6 +494,9 @@ class ColumnEngine:
         before its commit record names the segments. ``written(n)`` is told of
         each ``n`` segments made (a progress bar's ``update``).
         """
+        record = self._record_of_packed(put, written)
+        if record is not None:
+            return record
         count = len(self)
         index = self.index
         if not self.changed:
@@ -472,6 +513,39 @@ class ColumnEngine:
             if written is not None:
                 written(len(refs))
         return ColumnRecord(self.schema, tuple(out), count)
+
+    def _record_of_packed(
+        self, put: Callable[[str, bytes], None] | None, written: Callable[[int], object] | None
+    ) -> ColumnRecord | None:
+        """The record encoded straight from :attr:`table`, or None (take the general path).
+
+        Only when every change since the base is a key packed at a with-block's
+        end and not indexed yet (:meth:`defer`), the column had no samples
+        before, and the keys are ints in increasing order (each written once):
+        a dataset's first commit. The segments are the bytes the general path
+        makes of the same state, without an index entry per key.
+        """
+        deferred = self._deferred
+        if (
+            not deferred or self._changed or self.base_segments or self.nested
+            or self.rows is not None or self._index.single != {}
+        ):  # fmt: skip
+            return None
+        keys = list(chain.from_iterable(batch[0] for batch in deferred))
+        if not keys:
+            return None
+        try:
+            ints = pa.array(keys, pa.int64()).to_numpy()  # strict: a str key raises
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+        if not (ints[1:] > ints[:-1]).all():
+            return None  # unsorted, or a key written twice: the index decides
+        rows = np.concatenate([_slot_rows(batch[1]) for batch in deferred])
+        self._written = {}
+        refs = self._write_locations(packed_locations(keys, rows, self.table, ints), put)
+        if written is not None:
+            written(len(refs))
+        return ColumnRecord(self.schema, tuple(refs), len(keys))
 
     def _write_bucket(
         self, bucket: dict[Key, Any], put: Callable[[str, bytes], None] | None
@@ -527,6 +601,7 @@ class ColumnEngine:
         Buckets stay loaded where they were; the segments just written become
         buckets from their rows when first needed (never read back).
         """
+        self._deferred = []  # committed: whatever they held is in the record's segments
         written, self._written = self._written, {}
         loaded: dict[str, dict[Key, Any]] = {}
         old = self.index

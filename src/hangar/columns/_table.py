@@ -3,11 +3,13 @@
 When a with-block ends, the packed rows of a flat fixed-shape ndarray column
 are added here as arrays (a :class:`SegmentLocations`: keys, digests, chunk
 and block of each row) and the column's index maps each key to ``~row``, a
-negative int. (A with-block's buffered rows are ints >= 0; entries and
-pending samples are objects.) An :class:`Entry` is made only for a key that
-is read; a commit gathers a bucket's rows from the arrays and encodes its
-segments without an object per sample
-(:func:`hangar.format.manifest.encode_locations`).
+negative int, from the first time anything looks at it
+(:meth:`~hangar.columns._engine.ColumnEngine.defer`). (A with-block's
+buffered rows are ints >= 0; entries and pending samples are objects.) An
+:class:`Entry` is made only for a key that is read; a commit gathers a
+bucket's rows from the arrays (or takes the table's rows as they are:
+:func:`packed_locations`) and encodes its segments without an object per
+sample (:func:`hangar.format.manifest.encode_locations`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "batch_from_runs",
     "bucket_locations",
     "is_packed",
+    "packed_locations",
     "run_columns",
 ]
 
@@ -226,36 +229,46 @@ def bucket_locations(
     the caller then encodes the rows as entries.
     """
     n = len(keys)
-    whole = table.whole()
     try:  # only packed rows: the common case after a with-block
         rows = ~np.array(slots, np.int64)
         packed_at = None
     except (TypeError, ValueError):
         packed_at = np.fromiter((type(s) is int for s in slots), bool, n)
         rows = ~np.array([s for s in slots if type(s) is int], np.int64)
+    if packed_at is None:
+        return packed_locations(keys, rows, table)
+    whole = table.whole()
     chunks, checks = list(whole.chunks), list(whole.block_checks)
-    columns = {
-        "chunk_index": whole.chunk_index[rows],
-        "block_offset": whole.block_offset[rows],
-        "block_size": whole.block_size[rows],
-        "check_index": whole.check_index[rows],
-        "item_offset": whole.item_offset[rows],
-        "item_nbytes": whole.item_nbytes[rows],
-    }
-    digests = np.frombuffer(whole.digests or b"", np.uint64)[rows].tobytes()
-    if packed_at is not None:
-        entries: list[Entry] = [s for s in slots if type(s) is not int]
-        if any(e[2] is not None for e in entries):
-            return None
-        digests, columns = _merge_entries(packed_at, digests, columns, entries, chunks, checks)
+    digests, columns = _row_columns(whole, rows)
+    entries: list[Entry] = [s for s in slots if type(s) is not int]
+    if any(e[2] is not None for e in entries):
+        return None
+    digests, columns = _merge_entries(packed_at, digests, columns, entries, chunks, checks)
     return SegmentLocations(
-        keys=keys,
-        chunks=chunks,
-        block_checks=checks,
-        fixed_shape=True,
-        digests=digests,
+        keys=keys, chunks=chunks, block_checks=checks, fixed_shape=True, digests=digests,
         **columns,
-    )
+    )  # fmt: skip
+
+
+def packed_locations(
+    keys: list[Key], rows: Any, table: StagedTable, int_keys: Any = None
+) -> SegmentLocations:
+    """Rows ``rows`` of ``table`` (an int array), under ``keys`` (sorted), as arrays.
+
+    ``int_keys``: the keys as an int64 array, if they are all ints (kept for encoding).
+    """
+    whole = table.whole()
+    digests, columns = _row_columns(whole, rows)
+    return SegmentLocations(
+        keys=keys, chunks=list(whole.chunks), block_checks=list(whole.block_checks),
+        fixed_shape=True, digests=digests, int_keys=int_keys, **columns,
+    )  # fmt: skip
+
+
+def _row_columns(whole: SegmentLocations, rows: Any) -> tuple[bytes, dict[str, Any]]:
+    """The digests and location columns of rows ``rows`` of ``whole``."""
+    columns = {name: getattr(whole, name)[rows] for name in LOCATION_COLUMNS}
+    return np.frombuffer(whole.digests or b"", np.uint64)[rows].tobytes(), columns
 
 
 def _merge_entries(  # noqa: PLR0917

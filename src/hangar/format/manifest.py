@@ -172,9 +172,11 @@ def encode_locations(locs: SegmentLocations) -> bytes:
     if locs.digests is None or not locs.fixed_shape:
         raise ValueError("encode_locations needs the digests of fixed-shape rows")
     n = len(locs.keys)
-    key_int, key_str = _key_arrays(locs.keys)
-    no_subkey = [None] * n
-    sub_int, sub_str = _key_arrays(no_subkey)
+    if locs.int_keys is not None:
+        key_int, key_str = pa.array(locs.int_keys, pa.int64()), pa.nulls(n, pa.string())
+    else:
+        key_int, key_str = _key_arrays(locs.keys)
+    sub_int, sub_str = pa.nulls(n, pa.int64()), pa.nulls(n, pa.string())
 
     return _encode_arrays(
         [
@@ -278,6 +280,9 @@ class SegmentLocations:
     #: shapes (a pyarrow list array; None if no row records one)
     digests: bytes | None = None
     shapes: Any = None
+    #: the keys as an int64 numpy array, where they are all ints and someone has it made
+    #: already (encoding then converts no key)
+    int_keys: Any = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -298,6 +303,7 @@ class SegmentLocations:
             fixed_shape=self.fixed_shape,
             digests=None if digests is None else digests[8 * start : 8 * stop],
             shapes=None if self.shapes is None else self.shapes[start:stop],
+            int_keys=None if self.int_keys is None else self.int_keys[start:stop],
         )
 
     def entry(self, row: int) -> Entry:
