@@ -5,11 +5,11 @@ Data: 60,000 MNIST-like uint8[784] images and int64[1] labels
 with 1,000-sample chunks and the same codec (Blosc zstd level 1, byte
 shuffle). Measured on local disk, and the write and random single-sample
 reads also on a SeaweedFS S3 server (hangar through its store, zarr through
-s3fs), where the number of requests per hangar read is counted. Writes (local
-and S3) and S3 reads report the median of three runs of each side, full reads the
-median of five (interleaved)
-(writes after one untimed warm-up run each; each hangar S3 read run from a
-fresh Repository and checkout, so nothing is cached in-process).
+s3fs), where the number of requests per hangar read is counted. S3 writes and
+reads report the median of three runs of each side; local writes and full
+reads the median of five, interleaved (writes after one untimed warm-up run
+each; each hangar S3 read run from a fresh Repository and checkout, so nothing
+is cached in-process).
 
 Run with ``nox -s bench`` (all benchmarks) or ``python bench/bench_tutorial.py``.
 """
@@ -42,6 +42,7 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 Counts = dict[str, int]
 RUNS = 3  # timings that vary from run to run report the median of this many
 READ_RUNS = 5  # the full reads: zarr's varies more
+WRITE_RUNS = 5  # local writes, interleaved
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -125,15 +126,10 @@ def main() -> None:
         lines.append(row("naked writes, one by one (zarr: arr[i] = x)", m / h_naked,
                          zm / z_naked, "samples/s", "higher"))  # fmt: skip
 
-        # write: the median of three runs each, after one untimed warm-up run each (the
-        # process's first with-block and Parquet write pay one-time setup, ~20-60 ms), a
-        # fresh repository per hangar run
-        h_writes = []
-        for _ in range(RUNS + 1):
-            repo = Repository(os.path.join(work, "hangar"), exists=False)
-            repo.init("bench", "bench@example.com", remove_old=True)
-            h_writes.append(hangar_write(repo, imgs, labels))
-        h_write = statistics.median(h_writes[1:])
+        # write: the median of five runs each, interleaved (this host's speed drifts by
+        # 10-20% over seconds), after one untimed warm-up run each (the process's first
+        # with-block and Parquet write pay one-time setup, ~20-60 ms); a fresh repository
+        # per hangar run
         zstore = zarr.storage.LocalStore(os.path.join(work, "zarr"))
         za, zb = zarr_arrays(zstore, n)
 
@@ -141,7 +137,14 @@ def main() -> None:
             za[:] = imgs
             zb[:] = labels
 
-        z_write = statistics.median([timed(zwrite) for _ in range(RUNS + 1)][1:])
+        h_writes, z_writes = [], []
+        for _ in range(WRITE_RUNS + 1):
+            repo = Repository(os.path.join(work, "hangar"), exists=False)
+            repo.init("bench", "bench@example.com", remove_old=True)
+            h_writes.append(hangar_write(repo, imgs, labels))
+            z_writes.append(timed(zwrite))
+        h_write = statistics.median(h_writes[1:])
+        z_write = statistics.median(z_writes[1:])
         lines.append(row("write 60k imgs+labels (hangar: with + commit)", n / h_write,
                          n / z_write, "samples/s", "higher"))  # fmt: skip
 
@@ -183,7 +186,7 @@ def main() -> None:
             with SeaweedFSServer() as server:
                 bucket = server.create_bucket()
                 opts = server.storage_options()
-                # writes as on local disk: the median of three, after a warm-up run (the
+                # writes: the median of three, after a warm-up run (the
                 # process's first requests to a server open its connections), a fresh
                 # repository (prefix) per run
                 h_s3_writes = []
