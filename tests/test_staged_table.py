@@ -16,6 +16,7 @@ import pytest
 
 import hangar.columns._engine as engine_module
 from hangar import Repository
+from hangar.columns._rows import increasing_ints
 from hangar.columns._table import StagedTable, batch_from_runs, is_packed
 from hangar.exceptions import HangarError
 from hangar.format.chunks import Run
@@ -473,6 +474,7 @@ _SCENARIOS = {
     "one key": [(5, 1)],
     "decreasing ints": [(i, i) for i in range(120, 0, -1)],
     "str keys": [(f"k{i:03d}", i) for i in range(90)],
+    "str keys of digits": [(str(i), i) for i in range(100, 190)],
     "a key written twice": [(i, i) for i in range(80)] + [(3, 200)],
     "a key deleted": [(i, i) for i in range(80)] + [(10, None)],
     "ints then a str key": [(i, i) for i in range(50)] + [("s", 9)],
@@ -516,6 +518,7 @@ def test_the_first_commit_of_a_block_makes_no_index_entry_per_key(
         for i in range(1000):
             col[i] = v(i)
     assert engine._index.single == {}  # nothing indexed yet
+    assert all(batch[3] is not None for batch in engine._deferred)  # their keys as int64
 
     def no_index() -> None:
         raise AssertionError("the commit indexed the block's keys one by one")
@@ -528,6 +531,23 @@ def test_the_first_commit_of_a_block_makes_no_index_entry_per_key(
     assert int(col[999][0]) == 999 % 251
     co.close()
     assert [int(a[0]) for a in repo.checkout()["x"].values()] == [i % 251 for i in range(1000)]
+
+
+@pytest.mark.parametrize(
+    ("keys", "want"),
+    [
+        ([0, 1, 5, 9], [0, 1, 5, 9]),
+        ([7], [7]),
+        ([1, 1, 2], None),  # a key twice
+        ([3, 2], None),
+        (["1", "2"], None),  # str keys, even of digits, are not ints
+        ([1, "2"], None),
+        ([1, 2**63], None),  # past int64
+    ],
+)
+def test_increasing_ints_takes_only_ints_in_increasing_order(keys: list[Any], want: Any) -> None:
+    got = increasing_ints(keys)
+    assert (got is None) if want is None else (got is not None and got.tolist() == want)
 
 
 def test_what_a_block_deferred_is_indexed_before_anything_looks() -> None:

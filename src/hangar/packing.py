@@ -58,6 +58,8 @@ class PackedRows:
     digests: bytes
     runs: list[Run]
     same: np.ndarray[Any, Any]
+    #: the keys as an int64 array, where the with-block's end made one (see RowBuffer.pages)
+    int_keys: np.ndarray[Any, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,9 @@ class RowPacker:
         self._starts: list[int] = []  # number of each page's first row
         self._slots: list[int] = []  # the index slot of each page's first row
         self._early = 0  # rows packed before the block's end (they may be dead by then)
+        # the block's keys as an int64 array, when they are increasing ints all live: the
+        # keys of the pages finished from now on, in order, follow on from self._keys
+        self._int_keys: np.ndarray[Any, Any] | None = None
         self._background: dict[int, Future[_Page]] = {}  # pages started early, by number
         self._background_error: BaseException | None = None
         self.failed: BaseException | None = None
@@ -268,7 +273,8 @@ class RowPacker:
             engine.index.update(zip(indexed, at, strict=True))
             engine.changed.update(keys)
         else:  # the block's end: indexed when someone looks (a commit may never need to)
-            engine.defer(indexed, at, keys)
+            ints = self._int_keys
+            engine.defer(indexed, at, keys, None if ints is None else ints[start : start + n])
 
     def _page_columns(
         self, n: int, start: int, runs: list[Run], pairs: np.ndarray[Any, Any]
@@ -326,11 +332,18 @@ class RowPacker:
                         list(entry.location), None])  # fmt: skip
         return ops
 
+    def use_int_keys(self, ints: np.ndarray[Any, Any] | None) -> None:
+        """The block's keys as an int64 array (all of them, in order, every row live), or
+        None: pages finished from now on and :meth:`finish` pass their part on."""
+        self._int_keys = ints if ints is None or len(ints) >= len(self._keys) else None
+
     def finish(self) -> PackedRows:
         """What the pages added come to, for the block's journal op."""
+        ints = self._int_keys
         return PackedRows(
-            self._keys, b"".join(self._digests), self._runs, np.concatenate(self._same)
-        )
+            self._keys, b"".join(self._digests), self._runs, np.concatenate(self._same),
+            ints if ints is not None and len(ints) == len(self._keys) else None,
+        )  # fmt: skip
 
 
 def pack_rows(rows: RowBuffer, packer: RowPacker) -> PackedRows:
@@ -341,6 +354,7 @@ def pack_rows(rows: RowBuffer, packer: RowPacker) -> PackedRows:
     cleared first, so row numbers nobody indexed never are.
     """
     pages = list(rows.pages())
+    packer.use_int_keys(rows.sorted_ints)
     rows.clear()
     started: _Page | None = None
     try:

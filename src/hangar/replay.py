@@ -174,7 +174,7 @@ def packed_op(entry: JournalEntry, column: str, packed: PackedRows) -> list[Any]
     """
     keys: Any = packed.keys
     if type(keys[0]) is int:
-        as_array = np.array(keys)
+        as_array = packed.int_keys if packed.int_keys is not None else np.array(keys)
         if as_array.dtype.kind == "i":  # every key an int (a str key makes a str array)
             first = int(as_array[0])
             if as_array[-1] - first == len(as_array) - 1 and (np.diff(as_array) == 1).all():

@@ -12,12 +12,11 @@ from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from hangar._gcpause import gc_paused
 from hangar._helper import SharedWork, helper_thread
 from hangar.columns._index import SegmentIndex, SegmentView
-from hangar.columns._rows import RowBuffer
+from hangar.columns._rows import RowBuffer, increasing_ints
 from hangar.columns._table import StagedTable, bucket_locations, is_packed, packed_locations
 from hangar.exceptions import CorruptionError, ObjectNotFoundError, ReadOnlyError, SampleKeyError
 from hangar.format.blosc_frames import PartialFrame
@@ -64,6 +63,10 @@ class Pending:
 
 
 Slot = Entry | Pending
+
+#: keys a with-block's end packed, not indexed yet: the keys, their slots, the keys to count
+#: as changed, and the keys as an int64 array (or None)
+_Deferred = tuple[list[Key], Sequence[int], list[Key], "np.ndarray[Any, Any] | None"]
 
 
 _BATCH = 4096  # samples read per step of a scan
@@ -128,7 +131,7 @@ class ColumnEngine:
         )  # fmt: skip
         self._changed: set[Key] = set()
         # keys packed at a with-block's end and their slots, not in the index yet (see defer)
-        self._deferred: list[tuple[list[Key], Sequence[int], list[Key]]] = []
+        self._deferred: list[_Deferred] = []
         # segments the last build_record wrote: their rows, or a view of their arrays
         self._written: dict[str, list[Row] | SegmentView] = {}
         self.table = StagedTable()  # samples packed by with-blocks, as arrays
@@ -156,9 +159,13 @@ class ColumnEngine:
             self._undefer()
         return self._changed
 
-    def defer(self, keys: list[Key], slots: Sequence[int], changed: list[Key]) -> None:
+    def defer(
+        self, keys: list[Key], slots: Sequence[int], changed: list[Key],
+        ints: np.ndarray[Any, Any] | None = None,
+    ) -> None:  # fmt: skip
         """Point ``keys`` at packed ``slots`` of :attr:`table`, and count ``changed`` as
-        changed, when someone first looks.
+        changed, when someone first looks (``ints``: ``keys`` as an int64 array, if the
+        caller has one).
 
         A with-block's end packs every key it wrote; a commit that follows
         encodes them from the table's arrays (:meth:`build_record`), so an
@@ -166,12 +173,12 @@ class ColumnEngine:
         read, a write or a diff needs them before that. Batches are applied
         in the order they came, before anything else touches the index.
         """
-        self._deferred.append((keys, slots, changed))
+        self._deferred.append((keys, slots, changed, ints))
 
     def _undefer(self) -> None:
         deferred, self._deferred = self._deferred, []
         index = self._index
-        for keys, slots, changed in deferred:
+        for keys, slots, changed, _ in deferred:
             index.update(zip(keys, slots, strict=True))
             self._changed.update(changed)
 
@@ -534,12 +541,16 @@ class ColumnEngine:
         keys = list(chain.from_iterable(batch[0] for batch in deferred))
         if not keys:
             return None
-        try:
-            ints = pa.array(keys, pa.int64()).to_numpy()  # strict: a str key raises
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return None
-        if not (ints[1:] > ints[:-1]).all():
-            return None  # unsorted, or a key written twice: the index decides
+        parts = [batch[3] for batch in deferred if batch[3] is not None]
+        ints: np.ndarray[Any, Any] | None
+        if len(parts) == len(deferred):
+            ints = np.concatenate(parts)
+            if not (ints[1:] > ints[:-1]).all():
+                return None  # one block's keys increase; two blocks' need not
+        else:
+            ints = increasing_ints(keys)
+            if ints is None:
+                return None  # a str key, unsorted keys, or a key written twice
         rows = np.concatenate([_slot_rows(batch[1]) for batch in deferred])
         self._written = {}
         refs = self._write_locations(packed_locations(keys, rows, self.table, ints), put)
