@@ -15,6 +15,7 @@ sample (:func:`hangar.format.manifest.encode_locations`).
 from __future__ import annotations
 
 import bisect
+import itertools
 from operator import itemgetter
 from typing import Any, TypeGuard
 
@@ -99,6 +100,10 @@ class StagedTable:
 
 def _unified(lists: list[list[str]], indexes: list[Any]) -> tuple[list[str], Any]:
     """One list of distinct names, and every batch's indexes into it, concatenated."""
+    if lists and all(b[: len(a)] == a for a, b in itertools.pairwise(lists)):
+        # each list goes on from the one before (one with-block's pages name their chunks
+        # from one growing list): the last is every name, and every index stays as it is
+        return list(lists[-1]), np.concatenate(indexes)
     position: dict[str, int] = {}
     out = []
     for names, index in zip(lists, indexes, strict=True):

@@ -203,9 +203,10 @@ def _taken_strings(values: list[str], index: Any) -> pa.Array:
     imports ``pyarrow.compute``, ~45 ms once per process)."""
     n = len(index)
     width = len(values[0]) if values else 0
-    if 0 < width * (n + 1) < 2**31 and all(len(v) == width and v.isascii() for v in values):
+    joined = "".join(values)
+    if 0 < width * (n + 1) < 2**31 and joined.isascii() and set(map(len, values)) == {width}:
         # hex digests: one fixed width, so the string buffers are made in numpy (8x faster)
-        data = np.array(values, dtype=f"S{width}")[index]
+        data = np.frombuffer(joined.encode("ascii"), dtype=f"S{width}")[index]
         offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
         return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
     return pa.array(np.asarray(values, dtype=object)[index], pa.string())
