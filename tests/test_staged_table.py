@@ -8,6 +8,8 @@ reads and diffs as entries would.
 
 from __future__ import annotations
 
+import sys
+import threading
 import uuid
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 import hangar.columns._engine as engine_module
+import hangar.staging as staging_module
 from hangar import Repository
 from hangar.columns._rows import increasing_ints
 from hangar.columns._table import StagedTable, batch_from_runs, is_packed
@@ -569,3 +572,48 @@ def test_what_a_block_deferred_is_indexed_before_anything_looks() -> None:
     co.close()
     r = repo.checkout()["x"]
     assert sorted(r.keys()) == sorted(set(range(50)) - {3} | {60})
+
+
+def _read_all(col: Any, n: int, first: int, start: threading.Barrier, errors: list[Any]) -> None:
+    start.wait()
+    try:
+        for k in range(first, n, 331):
+            assert int(col[k][0]) == k % 251
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def test_threads_reading_right_after_a_block_all_see_every_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first looks after a block index what it deferred (a batch per page); threads that
+    look at once each see the whole index, never one half applied."""
+    repo = new_repo()
+    co = repo.checkout(write=True)
+    col = co.add_ndarray_column("x", prototype=v(0))
+    co.commit("an empty column")  # each round resets to it
+    monkeypatch.setattr(staging_module, "uniform_layout", lambda *a: (1024, 1024))  # page rows
+    n = 6_000
+    for _ in range(5):
+        with col:
+            for i in range(n):
+                col[i] = v(i)
+        assert len(co._staging.columns["x"]._deferred) > 3
+        start = threading.Barrier(4)
+        errors: list[Any] = []
+        threads = [
+            threading.Thread(target=_read_all, args=(col, n, n - 1 - t, start, errors))
+            for t in range(4)
+        ]
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # threads take turns between any two bytecodes
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(old)
+        assert errors == []
+        co.reset_staging_area()
+    co.close()

@@ -7,6 +7,7 @@ Data flows one way: columns -> format -> store.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, repeat
 from typing import Any
@@ -114,6 +115,7 @@ class ColumnEngine:
         self.cache = cache
         self.nested = schema.column_layout == "nested"
         self.variable = schema.variable_shape
+        self._defer_lock = threading.Lock()
         self.rebase(base, loaded=loaded)
 
     def rebase(
@@ -176,11 +178,14 @@ class ColumnEngine:
         self._deferred.append((keys, slots, changed, ints))
 
     def _undefer(self) -> None:
-        deferred, self._deferred = self._deferred, []
-        index = self._index
-        for keys, slots, changed, _ in deferred:
-            index.update(zip(keys, slots, strict=True))
-            self._changed.update(changed)
+        # threads reading one checkout: the list empties only once everything in it is
+        # applied, so a reader that finds it empty finds the index whole
+        with self._defer_lock:
+            index = self._index
+            for keys, slots, changed, _ in self._deferred:
+                index.update(zip(keys, slots, strict=True))
+                self._changed.update(changed)
+            self._deferred = []
 
     def check_current(self) -> None:
         """Raise SampleKeyError if the column is no longer in its checkout."""
