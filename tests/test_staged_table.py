@@ -521,7 +521,7 @@ def test_the_first_commit_of_a_block_makes_no_index_entry_per_key(
         for i in range(1000):
             col[i] = v(i)
     assert engine._index.single == {}  # nothing indexed yet
-    assert all(batch[3] is not None for batch in engine._deferred)  # their keys as int64
+    assert all(batch.ints is not None for batch in engine._deferred)  # their keys as int64
 
     def no_index() -> None:
         raise AssertionError("the commit indexed the block's keys one by one")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -65,9 +65,14 @@ class Pending:
 
 Slot = Entry | Pending
 
-#: keys a with-block's end packed, not indexed yet: the keys, their slots, the keys to count
-#: as changed, and the keys as an int64 array (or None)
-_Deferred = tuple[list[Key], Sequence[int], list[Key], "np.ndarray[Any, Any] | None"]
+
+class _Deferred(NamedTuple):
+    """Keys a with-block's end packed into the table, not in the index yet."""
+
+    keys: list[Key]
+    slots: Sequence[int]  # their slots (``~row`` each)
+    changed: list[Key]  # the keys to count as changed
+    ints: np.ndarray[Any, Any] | None  # ``keys`` as an int64 array, if the packer made one
 
 
 _BATCH = 4096  # samples read per step of a scan
@@ -175,16 +180,16 @@ class ColumnEngine:
         read, a write or a diff needs them before that. Batches are applied
         in the order they came, before anything else touches the index.
         """
-        self._deferred.append((keys, slots, changed, ints))
+        self._deferred.append(_Deferred(keys, slots, changed, ints))
 
     def _undefer(self) -> None:
         # threads reading one checkout: the list empties only once everything in it is
         # applied, so a reader that finds it empty finds the index whole
         with self._defer_lock:
             index = self._index
-            for keys, slots, changed, _ in self._deferred:
-                index.update(zip(keys, slots, strict=True))
-                self._changed.update(changed)
+            for batch in self._deferred:
+                index.update(zip(batch.keys, batch.slots, strict=True))
+                self._changed.update(batch.changed)
             self._deferred = []
 
     def check_current(self) -> None:
@@ -543,10 +548,10 @@ class ColumnEngine:
             or self.rows is not None or self._index.single != {}
         ):  # fmt: skip
             return None
-        keys = list(chain.from_iterable(batch[0] for batch in deferred))
+        keys = list(chain.from_iterable(batch.keys for batch in deferred))
         if not keys:
             return None
-        parts = [batch[3] for batch in deferred if batch[3] is not None]
+        parts = [batch.ints for batch in deferred if batch.ints is not None]
         ints: np.ndarray[Any, Any] | None
         if len(parts) == len(deferred):
             ints = np.concatenate(parts)
@@ -556,7 +561,7 @@ class ColumnEngine:
             ints = increasing_ints(keys)
             if ints is None:
                 return None  # a str key, unsorted keys, or a key written twice
-        rows = np.concatenate([_slot_rows(batch[1]) for batch in deferred])
+        rows = np.concatenate([_slot_rows(batch.slots) for batch in deferred])
         self._written = {}
         refs = self._write_locations(packed_locations(keys, rows, self.table, ints), put)
         if written is not None:
