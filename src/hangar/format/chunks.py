@@ -248,9 +248,6 @@ class BlockCache:
         if len(self._items) > self._capacity:
             self._items.popitem(last=False)
 
-    def clear(self) -> None:
-        self._items.clear()
-
     def span(self, chunk: str) -> bytes | None:
         """The encoded bytes read ahead from the start of ``chunk`` (all of it, or its
         first :data:`READ_AHEAD_BYTES`), if they were."""
